@@ -1,0 +1,3 @@
+from chatrt.cli import main
+
+raise SystemExit(main())

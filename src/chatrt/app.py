@@ -1,0 +1,153 @@
+"""``create_app(settings) -> Litestar``: wires stores, auth, CSRF, routes and the lifespan."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import redis.asyncio as aredis
+from litestar import Litestar
+from litestar.config.allowed_hosts import AllowedHostsConfig
+from litestar.config.cors import CORSConfig
+from litestar.config.csrf import CSRFConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.middleware.session.server_side import ServerSideSessionBackend
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.security.session_auth import SessionAuth
+from litestar.stores.base import Store
+from litestar.stores.memory import MemoryStore
+from litestar.stores.redis import RedisStore
+from piccolo.engine.base import Engine
+
+import chatrt
+from chatrt.auth.controller import AuthController
+from chatrt.auth.csrf import SESSION_COOKIE, csrf_middleware
+from chatrt.auth.guards import retrieve_user
+from chatrt.auth.schemas import UserOut
+from chatrt.auth.sessions import RotatingSessionConfig
+from chatrt.conversations.controller import ConversationController
+from chatrt.conversations.messages_controller import MessageController
+from chatrt.db.engine import database
+from chatrt.errors import EXCEPTION_HANDLERS
+from chatrt.generation.runner import GenerationRunner
+from chatrt.observability.health import live, ready
+from chatrt.providers.base import Provider
+from chatrt.providers.demo import DemoProvider
+from chatrt.settings import Settings
+
+# Roughly 6,000 tokens of history per prompt.
+CONTEXT_BUDGET_CHARS = 24_000
+SESSION_MAX_AGE_S = 14 * 24 * 3600
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """Build one chatrt application; nothing is connected until its lifespan starts."""
+    if settings is None:
+        settings = Settings.from_env(os.environ)
+    redis_client = (
+        aredis.from_url(settings.redis.url, health_check_interval=30)
+        if settings.redis.url
+        else None
+    )
+    stores = _stores(redis_client)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            if redis_client is not None:
+                stack.push_async_callback(redis_client.aclose)
+            app.state.db = await stack.enter_async_context(database(settings.db))
+            providers: list[Provider] = [
+                DemoProvider(chunk_delay_s=settings.demo.chunk_delay_ms / 1000)
+            ]
+            app.state.generations = await stack.enter_async_context(
+                GenerationRunner(providers, CONTEXT_BUDGET_CHARS, settings.server.shutdown_grace_s)
+            )
+            yield
+
+    csrf_config = CSRFConfig(
+        secret=settings.server.secret_key,
+        cookie_name="csrftoken",
+        header_name="x-csrftoken",
+        cookie_secure=settings.server.cookie_secure,
+        cookie_samesite="lax",
+    )
+    session_auth = SessionAuth[UserOut, ServerSideSessionBackend](
+        retrieve_user_handler=retrieve_user,
+        session_backend_config=RotatingSessionConfig(
+            key=SESSION_COOKIE,
+            secure=settings.server.cookie_secure,
+            httponly=True,
+            samesite="lax",
+            max_age=SESSION_MAX_AGE_S,
+            store="sessions",
+        ),
+        exclude=["^/health/", "^/schema", "^/metrics$"],
+    )
+    return Litestar(
+        route_handlers=[AuthController, ConversationController, MessageController, live, ready],
+        lifespan=[lifespan],
+        state=State({"settings": settings, "csrf_config": csrf_config}),
+        stores=stores,
+        dependencies={
+            "settings": Provide(_settings, sync_to_thread=False),
+            "db": Provide(_db, sync_to_thread=False),
+            "generations": Provide(_generations, sync_to_thread=False),
+            "redis": Provide(lambda: redis_client, sync_to_thread=False),
+        },
+        on_app_init=[session_auth.on_app_init],
+        middleware=[csrf_middleware(csrf_config)],
+        cors_config=CORSConfig(
+            allow_origins=list(settings.server.allowed_origins),
+            allow_credentials=True,
+            allow_headers=["content-type", "x-csrftoken", "accept-language"],
+        ),
+        allowed_hosts=AllowedHostsConfig(allowed_hosts=list(settings.server.allowed_hosts)),
+        request_max_body_size=settings.limits.max_body_bytes,
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        openapi_config=OpenAPIConfig(
+            title="chatrt",
+            version=chatrt.__version__,
+            description="Real-time AI chat backend. Errors share one shape: "
+            '`{"error": {"code", "message", "details"}}`.',
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin(path="/swagger")],
+            components=Components(
+                security_schemes={
+                    "session": SecurityScheme(
+                        type="apiKey", name=SESSION_COOKIE, security_scheme_in="cookie"
+                    )
+                }
+            ),
+        ),
+        debug=False,
+    )
+
+
+def _stores(redis_client: aredis.Redis | None) -> dict[str, Store]:
+    if redis_client is None:
+        return {"sessions": MemoryStore(), "rate_limit": MemoryStore()}
+    root = RedisStore(redis_client, namespace="chatrt", handle_client_shutdown=False)
+    return {"sessions": root.with_namespace("sessions"), "rate_limit": root.with_namespace("rl")}
+
+
+def _settings(state: State) -> Settings:
+    settings: Settings = state.settings
+    return settings
+
+
+def _db(state: State) -> Engine:  # type: ignore[type-arg]
+    engine: Engine = state.db  # type: ignore[type-arg]
+    return engine
+
+
+def _generations(state: State) -> GenerationRunner:
+    runner: GenerationRunner = state.generations
+    return runner
+
+
+__all__ = ["create_app"]

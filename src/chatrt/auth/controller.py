@@ -1,0 +1,57 @@
+"""``/api/auth``: register, login, logout, me."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from chatrt.auth import service
+from chatrt.auth.csrf import issue_csrf_cookie
+from chatrt.auth.schemas import LoginIn, RegisterIn, UserEnvelope, UserOut
+from chatrt.auth.sessions import start_session
+
+AuthRequest = Request[UserOut, Any, Any]
+
+
+class AuthController(Controller):
+    path = "/api/auth"
+    tags = ["auth"]
+
+    @post(
+        "/register",
+        status_code=HTTP_201_CREATED,
+        exclude_from_auth=True,
+        exclude_from_csrf=True,
+        summary="Create an account and sign in",
+    )
+    async def register(self, request: AuthRequest, data: RegisterIn) -> Response[UserEnvelope]:
+        user = await service.register(data)
+        return _signed_in(request, user, HTTP_201_CREATED)
+
+    @post(
+        "/login",
+        status_code=HTTP_200_OK,
+        exclude_from_auth=True,
+        exclude_from_csrf=True,
+        summary="Sign in (the session id is always replaced)",
+    )
+    async def login(self, request: AuthRequest, data: LoginIn) -> Response[UserEnvelope]:
+        user = await service.authenticate(data)
+        return _signed_in(request, user, HTTP_200_OK)
+
+    @post("/logout", status_code=HTTP_204_NO_CONTENT, summary="End the session everywhere")
+    async def logout(self, request: AuthRequest) -> None:
+        request.clear_session()
+
+    @get("/me", summary="The signed-in user")
+    async def me(self, request: AuthRequest) -> UserEnvelope:
+        return UserEnvelope(user=request.user)
+
+
+def _signed_in(request: AuthRequest, user: UserOut, status: int) -> Response[UserEnvelope]:
+    start_session(request, user.id)
+    response = Response(UserEnvelope(user=user), status_code=status)
+    issue_csrf_cookie(request, response)
+    return response

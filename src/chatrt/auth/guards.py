@@ -1,0 +1,25 @@
+"""Resolving the signed-in user from the session."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from litestar.connection import ASGIConnection
+
+from chatrt.auth.schemas import UserOut
+from chatrt.auth.service import get_user
+
+
+async def retrieve_user(
+    session: dict[str, Any], connection: ASGIConnection[Any, Any, Any, Any]
+) -> UserOut | None:
+    """The session's user, or None (401) when the session is empty or the user is gone."""
+    raw = session.get("uid")
+    if not isinstance(raw, str):
+        return None
+    try:
+        user_id = uuid.UUID(raw)
+    except ValueError:
+        return None
+    return await get_user(user_id)

@@ -1,0 +1,99 @@
+"""``chatrt serve | migrate | purge-deleted``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+
+from chatrt.settings import Settings, SettingsError
+
+
+def _duration(raw: str) -> timedelta:
+    match = re.fullmatch(r"(\d+)([dhm])", raw.strip())
+    if not match:
+        raise argparse.ArgumentTypeError("expected a duration like 30d, 12h or 90m")
+    amount, unit = int(match.group(1)), match.group(2)
+    return {
+        "d": timedelta(days=amount),
+        "h": timedelta(hours=amount),
+        "m": timedelta(minutes=amount),
+    }[unit]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatrt",
+        description="Real-time AI chat backend. Configured by CHATRT_* environment variables.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="serve the app with uvicorn")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    commands.add_parser("migrate", help="apply pending database migrations")
+    purge = commands.add_parser(
+        "purge-deleted", help="delete for good conversations soft-deleted long enough ago"
+    )
+    purge.add_argument(
+        "--older-than",
+        type=_duration,
+        default=None,
+        metavar="AGE",
+        help="e.g. 30d (default: CHATRT_RETENTION_DAYS)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env(os.environ)
+    except SettingsError as exc:
+        print(f"chatrt: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "migrate":
+        return _migrate()
+    if args.command == "purge-deleted":
+        older = args.older_than or timedelta(days=settings.limits.retention_days)
+        return asyncio.run(_purge(settings, older))
+    return _serve(settings, args.host, args.port, args.workers)
+
+
+def _migrate() -> int:
+    from chatrt.db.migrate import apply_migrations
+
+    asyncio.run(apply_migrations())
+    return 0
+
+
+async def _purge(settings: Settings, older_than: timedelta) -> int:
+    from chatrt.conversations.service import purge_deleted
+    from chatrt.db.engine import database
+
+    async with database(settings.db):
+        count = await purge_deleted(older_than)
+    print(f"purged {count} conversation(s) deleted more than {older_than} ago")
+    return 0
+
+
+def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
+    import uvicorn
+
+    if settings.db.is_sqlite:
+        # The embedded default must work with no setup step, so it migrates its own file.
+        _migrate()
+    uvicorn.run(
+        "chatrt.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=True,
+        timeout_graceful_shutdown=int(settings.server.shutdown_grace_s) + 5,
+    )
+    return 0

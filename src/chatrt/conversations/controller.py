@@ -1,0 +1,79 @@
+"""``/api/conversations``: create, list, read, update, soft delete, restore."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from litestar import Controller, Request, delete, get, patch, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery
+from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from chatrt.auth.schemas import UserOut
+from chatrt.conversations import service
+from chatrt.conversations.schemas import (
+    ConversationCreate,
+    ConversationEnvelope,
+    ConversationPage,
+    ConversationPatch,
+)
+from chatrt.generation.runner import GenerationRunner
+from chatrt.pagination import Cursor, Limit
+from chatrt.settings import Settings
+
+AuthRequest = Request[UserOut, Any, Any]
+
+
+class ConversationController(Controller):
+    path = "/api/conversations"
+    tags = ["conversations"]
+
+    @post("/", status_code=HTTP_201_CREATED, summary="Start a conversation")
+    async def create(self, request: AuthRequest, data: ConversationCreate) -> ConversationEnvelope:
+        return ConversationEnvelope(await service.create(request.user.id, data))
+
+    @get("/", summary="My conversations, most recently active first")
+    async def list(
+        self, request: AuthRequest, limit: FromQuery[Limit] = 25, cursor: FromQuery[Cursor] = None
+    ) -> ConversationPage:
+        return await service.list_page(request.user.id, limit, cursor)
+
+    @get("/{conversation_id:str}", summary="One conversation")
+    async def read(
+        self, request: AuthRequest, conversation_id: FromPath[UUID]
+    ) -> ConversationEnvelope:
+        return ConversationEnvelope(await service.get(request.user.id, conversation_id))
+
+    @patch("/{conversation_id:str}", summary="Change title, system prompt or model")
+    async def update(
+        self, request: AuthRequest, conversation_id: FromPath[UUID], data: ConversationPatch
+    ) -> ConversationEnvelope:
+        return ConversationEnvelope(await service.patch(request.user.id, conversation_id, data))
+
+    @delete(
+        "/{conversation_id:str}",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Soft-delete (restorable within the retention period)",
+    )
+    async def remove(
+        self,
+        request: AuthRequest,
+        conversation_id: FromPath[UUID],
+        generations: NamedDependency[GenerationRunner],
+    ) -> None:
+        await service.soft_delete(request.user.id, conversation_id)
+        generations.cancel_conversation(conversation_id)
+
+    @post("/{conversation_id:str}/restore", status_code=200, summary="Undo a soft delete")
+    async def restore(
+        self,
+        request: AuthRequest,
+        conversation_id: FromPath[UUID],
+        settings: NamedDependency[Settings],
+    ) -> ConversationEnvelope:
+        retention = timedelta(days=settings.limits.retention_days)
+        return ConversationEnvelope(
+            await service.restore(request.user.id, conversation_id, retention)
+        )

@@ -1,0 +1,220 @@
+"""Message history and the write path of a send."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from piccolo.engine.base import Engine
+
+from chatrt.clock import utcnow
+from chatrt.conversations.schemas import MessageCreate, MessageOut, MessagePage
+from chatrt.conversations.service import not_found
+from chatrt.db.engine import write_transaction
+from chatrt.db.errors import is_unique_violation
+from chatrt.db.tables import Conversation, Message
+from chatrt.errors import AppError
+from chatrt.pagination import decode_cursor, encode_cursor
+
+MESSAGE_COLUMNS = (
+    Message.id,
+    Message.conversation_id,
+    Message.message_index,
+    Message.role,
+    Message.content,
+    Message.status,
+    Message.client_message_id,
+    Message.created_at,
+    Message.completed_at,
+    Message.ai_model,
+    Message.prompt_tokens,
+    Message.completion_tokens,
+    Message.response_time_ms,
+    Message.time_to_first_token_ms,
+)
+
+
+def to_message(row: dict[str, Any]) -> MessageOut:
+    return MessageOut(**row)
+
+
+async def _owned_active(user_id: UUID, conversation_id: UUID) -> None:
+    exists = await Conversation.exists().where(
+        Conversation.id == conversation_id,
+        Conversation.user_id == user_id,
+        Conversation.status == "active",
+    )
+    if not exists:
+        raise not_found()
+
+
+async def list_page(
+    user_id: UUID, conversation_id: UUID, limit: int, cursor: str | None
+) -> MessagePage:
+    """Newest first, keyset-paginated on the unique ``(conversation_id, message_index)``."""
+    await _owned_active(user_id, conversation_id)
+    query = Message.select(*MESSAGE_COLUMNS).where(Message.conversation_id == conversation_id)
+    if cursor is not None:
+        before = decode_cursor(cursor, int)
+        query = query.where(Message.message_index < before)
+    rows = await query.order_by(Message.message_index, ascending=False).limit(limit + 1)
+    items = [to_message(row) for row in rows[:limit]]
+    next_cursor = encode_cursor(items[-1].message_index) if len(rows) > limit else None
+    return MessagePage(items=items, next_cursor=next_cursor)
+
+
+async def get_message(user_id: UUID, conversation_id: UUID, message_id: UUID) -> MessageOut:
+    await _owned_active(user_id, conversation_id)
+    row = (
+        await Message.select(*MESSAGE_COLUMNS)
+        .where(Message.id == message_id, Message.conversation_id == conversation_id)
+        .first()
+    )
+    if row is None:
+        raise AppError(404, "message_not_found")
+    return to_message(row)
+
+
+class _AlreadySent(Exception):
+    """Rolls back the transaction of a send whose client_message_id was already used."""
+
+
+class SendOutcome:
+    """The two messages of a send, and whether this call created them."""
+
+    __slots__ = ("assistant", "created", "model", "system_prompt", "user")
+
+    def __init__(
+        self,
+        user: MessageOut,
+        assistant: MessageOut,
+        created: bool,
+        system_prompt: str | None = None,
+        model: str | None = None,
+    ) -> None:
+        self.user = user
+        self.assistant = assistant
+        self.created = created
+        self.system_prompt = system_prompt
+        self.model = model
+
+
+async def _existing_send(conversation_id: UUID, client_message_id: str) -> SendOutcome | None:
+    first = (
+        await Message.select(*MESSAGE_COLUMNS)
+        .where(
+            Message.conversation_id == conversation_id,
+            Message.client_message_id == client_message_id,
+        )
+        .first()
+    )
+    if first is None:
+        return None
+    reply = (
+        await Message.select(*MESSAGE_COLUMNS)
+        .where(
+            Message.conversation_id == conversation_id,
+            Message.message_index == first["message_index"] + 1,
+        )
+        .first()
+    )
+    if reply is None:  # pragma: no cover - both rows are written in one transaction
+        raise AppError(500, "internal_error")
+    return SendOutcome(to_message(first), to_message(reply), created=False)
+
+
+async def send(
+    engine: Engine,  # type: ignore[type-arg]
+    user_id: UUID,
+    conversation_id: UUID,
+    data: MessageCreate,
+    max_content_chars: int,
+) -> SendOutcome:
+    """Persist a user message and its ``streaming`` assistant reply in one transaction.
+
+    Indexes come from bumping ``message_count`` by two, which also row-locks the conversation,
+    so concurrent sends (from any instance) serialise and never share or skip an index. A
+    repeated ``client_message_id`` returns the first send and creates nothing; a send while
+    an answer is still streaming is a 409.
+    """
+    if len(data.content) > max_content_chars:
+        raise AppError(413, "content_too_long", details={"max_chars": max_content_chars})
+    if not data.content.strip():
+        raise AppError(422, "validation_error", details=[{"field": "content"}])
+    await _owned_active(user_id, conversation_id)
+    client_id = data.client_message_id
+    if client_id is not None and (found := await _existing_send(conversation_id, client_id)):
+        return found
+    now = utcnow()
+    try:
+        async with write_transaction(engine):
+            rows = await Conversation.raw(
+                "UPDATE conversations SET message_count = message_count + 2, updated_at = {} "
+                "WHERE id = {} AND user_id = {} AND status = 'active' "
+                "RETURNING message_count, system_prompt, model",
+                now,
+                conversation_id,
+                user_id,
+            )
+            if not rows:
+                raise not_found()
+            if client_id is not None and await Message.exists().where(
+                Message.conversation_id == conversation_id,
+                Message.client_message_id == client_id,
+            ):
+                raise _AlreadySent
+            if await Message.exists().where(
+                Message.conversation_id == conversation_id, Message.status == "streaming"
+            ):
+                raise AppError(409, "generation_in_progress")
+            count: int = rows[0]["message_count"]
+            user = _new_message(conversation_id, count - 2, "user", "complete", now)
+            user = _with(user, content=data.content, client_message_id=client_id)
+            assistant = _new_message(conversation_id, count - 1, "assistant", "streaming", now)
+            await Message.insert(_row(user), _row(assistant))
+    except _AlreadySent:
+        found = await _existing_send(conversation_id, client_id or "")
+        if found is None:  # pragma: no cover - the row was seen under the lock
+            raise AppError(500, "internal_error") from None
+        return found
+    except Exception as exc:
+        duplicate = client_id is not None and is_unique_violation(exc)
+        if duplicate and (found := await _existing_send(conversation_id, client_id or "")):
+            return found
+        raise
+    return SendOutcome(
+        user,
+        assistant,
+        created=True,
+        system_prompt=rows[0]["system_prompt"],
+        model=rows[0]["model"],
+    )
+
+
+def _new_message(conversation_id: UUID, index: int, role: str, status: str, now: Any) -> MessageOut:
+    return MessageOut(
+        id=uuid.uuid4(),
+        conversation_id=conversation_id,
+        message_index=index,
+        role=role,  # type: ignore[arg-type]
+        content="",
+        status=status,  # type: ignore[arg-type]
+        client_message_id=None,
+        created_at=now,
+        completed_at=now if status == "complete" else None,
+        ai_model=None,
+        prompt_tokens=None,
+        completion_tokens=None,
+        response_time_ms=None,
+        time_to_first_token_ms=None,
+    )
+
+
+def _with(message: MessageOut, **changes: Any) -> MessageOut:
+    return msgspec.structs.replace(message, **changes)
+
+
+def _row(message: MessageOut) -> Message:
+    return Message(**msgspec.structs.asdict(message))

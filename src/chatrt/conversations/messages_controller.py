@@ -1,0 +1,65 @@
+"""``/api/conversations/{id}/messages``: history and sending."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery
+from litestar.status_codes import HTTP_202_ACCEPTED
+from piccolo.engine.base import Engine
+
+from chatrt.auth.schemas import UserOut
+from chatrt.conversations import messages
+from chatrt.conversations.schemas import MessageCreate, MessagePage, SendResult
+from chatrt.generation.runner import GenerationRunner, Job
+from chatrt.pagination import Cursor, Limit
+from chatrt.settings import Settings
+
+AuthRequest = Request[UserOut, Any, Any]
+
+
+class MessageController(Controller):
+    path = "/api/conversations/{conversation_id:str}/messages"
+    tags = ["messages"]
+
+    @get("/", summary="History, newest first")
+    async def history(
+        self,
+        request: AuthRequest,
+        conversation_id: FromPath[UUID],
+        limit: FromQuery[Limit] = 25,
+        cursor: FromQuery[Cursor] = None,
+    ) -> MessagePage:
+        return await messages.list_page(request.user.id, conversation_id, limit, cursor)
+
+    @post(
+        "/",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Send a message; the answer is generated in the background",
+    )
+    async def send(
+        self,
+        request: AuthRequest,
+        conversation_id: FromPath[UUID],
+        data: MessageCreate,
+        settings: NamedDependency[Settings],
+        db: NamedDependency[Engine],  # type: ignore[type-arg]
+        generations: NamedDependency[GenerationRunner],
+    ) -> SendResult:
+        outcome = await messages.send(
+            db, request.user.id, conversation_id, data, settings.limits.max_content_chars
+        )
+        if outcome.created:
+            generations.start(
+                Job(
+                    conversation_id=conversation_id,
+                    message_id=outcome.assistant.id,
+                    message_index=outcome.assistant.message_index,
+                    system_prompt=outcome.system_prompt,
+                    model=outcome.model,
+                )
+            )
+        return SendResult(user_message=outcome.user, assistant_message=outcome.assistant)

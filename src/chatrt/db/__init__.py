@@ -1,0 +1,1 @@
+"""Tables, engine wiring, migrations and the queries that need SQL."""

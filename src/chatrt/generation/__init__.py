@@ -1,0 +1,1 @@
+"""Running assistant answers: prompt building, the generation task, persistence."""

@@ -1,0 +1,1 @@
+"""AI model providers: the offline demo model and OpenAI-compatible servers."""

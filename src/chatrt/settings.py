@@ -1,0 +1,214 @@
+"""All configuration, read once from ``CHATRT_*`` environment variables.
+
+Nothing else in chatrt reads ``os.environ``: ``create_app`` and the CLI call
+:meth:`Settings.from_env` and pass the frozen result down.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+import msgspec
+
+Locale = Literal["th", "en"]
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A ``CHATRT_*`` variable is missing or malformed; the message names it."""
+
+
+DEFAULT_DATABASE_URL = "sqlite:///chatrt.sqlite3"
+DEFAULT_ORIGINS = ("http://127.0.0.1:8000", "http://localhost:8000")
+
+
+class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True):
+    url: str = DEFAULT_DATABASE_URL
+    pool_min: int = 2
+    pool_max: int = 20
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite:")
+
+    @property
+    def sqlite_path(self) -> str:
+        return self.url.removeprefix("sqlite:///")
+
+
+class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
+    url: str | None = None
+
+
+class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    base_url: str
+    model: str
+    api_key: str = ""
+    input_price_per_mtok: float = 0.0
+    output_price_per_mtok: float = 0.0
+
+
+class LimitSettings(msgspec.Struct, frozen=True, kw_only=True):
+    max_content_chars: int = 32_000
+    max_body_bytes: int = 1_048_576
+    retention_days: int = 30
+
+
+class DemoSettings(msgspec.Struct, frozen=True, kw_only=True):
+    # Pause between demo chunks, so the embedded default visibly streams.
+    chunk_delay_ms: int = 30
+
+
+class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
+    secret_key: str
+    allowed_origins: tuple[str, ...] = DEFAULT_ORIGINS
+    allowed_hosts: tuple[str, ...] = ("*",)
+    cookie_secure: bool = False
+    default_locale: Locale = "th"
+    shutdown_grace_s: float = 10.0
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    db: DatabaseSettings
+    redis: RedisSettings
+    providers: tuple[ProviderSettings, ...]
+    limits: LimitSettings
+    demo: DemoSettings
+    server: ServerSettings
+
+    @property
+    def is_embedded(self) -> bool:
+        """True on the single-process default: SQLite and no Redis."""
+        return self.db.is_sqlite and self.redis.url is None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Read ``CHATRT_*`` variables; raise :class:`SettingsError` naming the bad one."""
+        env = _Env(environ)
+        db = DatabaseSettings(
+            url=env.get("CHATRT_DATABASE_URL", _database_url, DEFAULT_DATABASE_URL),
+            pool_min=env.get("CHATRT_DB_POOL_MIN", _positive_int, 2),
+            pool_max=env.get("CHATRT_DB_POOL_MAX", _positive_int, 20),
+        )
+        redis = RedisSettings(url=env.get("CHATRT_REDIS_URL", _redis_url, None))
+        embedded = db.is_sqlite and redis.url is None
+        secret = env.get("CHATRT_SECRET_KEY", _secret, None)
+        if secret is None:
+            if not embedded:
+                raise SettingsError(
+                    "CHATRT_SECRET_KEY: required when PostgreSQL or Redis is configured"
+                )
+            # Embedded default: a per-process key; sessions live in memory anyway.
+            secret = secrets.token_urlsafe(32)
+        return cls(
+            db=db,
+            redis=redis,
+            providers=env.get("CHATRT_PROVIDERS", _providers, ()),
+            limits=LimitSettings(
+                max_content_chars=env.get("CHATRT_MAX_CONTENT_CHARS", _positive_int, 32_000),
+                max_body_bytes=env.get("CHATRT_MAX_BODY_BYTES", _positive_int, 1_048_576),
+                retention_days=env.get("CHATRT_RETENTION_DAYS", _positive_int, 30),
+            ),
+            demo=DemoSettings(
+                chunk_delay_ms=env.get("CHATRT_DEMO_CHUNK_DELAY_MS", _non_negative_int, 30),
+            ),
+            server=ServerSettings(
+                secret_key=secret,
+                allowed_origins=env.get("CHATRT_ALLOWED_ORIGINS", _csv, DEFAULT_ORIGINS),
+                allowed_hosts=env.get("CHATRT_ALLOWED_HOSTS", _csv, ("*",)),
+                cookie_secure=env.get("CHATRT_COOKIE_SECURE", _bool, False),
+                default_locale=env.get("CHATRT_DEFAULT_LOCALE", _locale, "th"),
+                shutdown_grace_s=env.get("CHATRT_SHUTDOWN_GRACE_S", _positive_float, 10.0),
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class _Env:
+    environ: Mapping[str, str]
+
+    def get(self, name: str, parse: Callable[[str], T], default: T) -> T:
+        raw = self.environ.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            return parse(raw.strip())
+        except (ValueError, msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise SettingsError(f"{name}: {exc}") from None
+
+
+def _database_url(raw: str) -> str:
+    if raw.startswith(("postgresql://", "postgres://")):
+        return raw
+    if raw.startswith("sqlite:///") and len(raw) > len("sqlite:///"):
+        return raw
+    raise ValueError("expected postgresql://user:pass@host:port/db or sqlite:///path")
+
+
+def _redis_url(raw: str) -> str:
+    if raw.startswith(("redis://", "rediss://", "unix://")):
+        return raw
+    raise ValueError("expected redis://host:port/db")
+
+
+def _secret(raw: str) -> str:
+    if len(raw) < 16:
+        raise ValueError("must be at least 16 characters")
+    return raw
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be zero or more")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if value <= 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _locale(raw: str) -> Locale:
+    if raw == "th":
+        return "th"
+    if raw == "en":
+        return "en"
+    raise ValueError("expected th or en")
+
+
+def _providers(raw: str) -> tuple[ProviderSettings, ...]:
+    providers = msgspec.json.decode(raw, type=tuple[ProviderSettings, ...])
+    if not providers:
+        raise ValueError("expected a non-empty JSON list")
+    names = [p.name for p in providers]
+    if len(set(names)) != len(names):
+        raise ValueError("provider names must be unique")
+    return providers
