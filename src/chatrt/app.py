@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     """Build one chatrt application; nothing is connected until its lifespan starts."""
     if settings is None:
         settings = Settings.from_env(os.environ)
+    secret_key = settings.require_secret_key()
     redis_client = (
         aredis.from_url(settings.redis.url, health_check_interval=30)
         if settings.redis.url
@@ -70,7 +71,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             yield
 
     csrf_config = CSRFConfig(
-        secret=settings.server.secret_key,
+        secret=secret_key,
         cookie_name="csrftoken",
         header_name="x-csrftoken",
         cookie_secure=settings.server.cookie_secure,

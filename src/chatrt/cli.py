@@ -56,6 +56,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"chatrt: configuration error: {exc}", file=sys.stderr)
         return 2
+    if args.command == "serve":
+        try:
+            settings.require_secret_key()
+        except SettingsError as exc:
+            print(f"chatrt: configuration error: {exc}", file=sys.stderr)
+            return 2
     if args.command == "migrate":
         return _migrate()
     if args.command == "purge-deleted":

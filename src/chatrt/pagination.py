@@ -14,7 +14,7 @@ from chatrt.errors import AppError
 T = TypeVar("T")
 
 Limit = Annotated[
-    int, Parameter(ge=1, le=100, default=25, description="Page size, 1 to 100 (default 25).")
+    int, Parameter(ge=1, le=100, description="Page size, 1 to 100 (default 25).")
 ]
 Cursor = Annotated[
     str | None,

@@ -65,7 +65,8 @@ class DemoSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
-    secret_key: str
+    # None only outside the embedded default; serving then refuses to start.
+    secret_key: str | None
     allowed_origins: tuple[str, ...] = DEFAULT_ORIGINS
     allowed_hosts: tuple[str, ...] = ("*",)
     cookie_secure: bool = False
@@ -86,6 +87,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         """True on the single-process default: SQLite and no Redis."""
         return self.db.is_sqlite and self.redis.url is None
 
+    def require_secret_key(self) -> str:
+        """The signing secret; :class:`SettingsError` when serving without one."""
+        if self.server.secret_key is None:
+            raise SettingsError(
+                "CHATRT_SECRET_KEY: required when PostgreSQL or Redis is configured"
+            )
+        return self.server.secret_key
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """Read ``CHATRT_*`` variables; raise :class:`SettingsError` naming the bad one."""
@@ -98,11 +107,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         redis = RedisSettings(url=env.get("CHATRT_REDIS_URL", _redis_url, None))
         embedded = db.is_sqlite and redis.url is None
         secret = env.get("CHATRT_SECRET_KEY", _secret, None)
-        if secret is None:
-            if not embedded:
-                raise SettingsError(
-                    "CHATRT_SECRET_KEY: required when PostgreSQL or Redis is configured"
-                )
+        if secret is None and embedded:
             # Embedded default: a per-process key; sessions live in memory anyway.
             secret = secrets.token_urlsafe(32)
         return cls(

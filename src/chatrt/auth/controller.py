@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
+from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from chatrt.auth import service
@@ -26,7 +27,9 @@ class AuthController(Controller):
         exclude_from_csrf=True,
         summary="Create an account and sign in",
     )
-    async def register(self, request: AuthRequest, data: RegisterIn) -> Response[UserEnvelope]:
+    async def register(
+        self, request: AuthRequest, data: JSONBody[RegisterIn]
+    ) -> Response[UserEnvelope]:
         user = await service.register(data)
         return _signed_in(request, user, HTTP_201_CREATED)
 
@@ -37,7 +40,7 @@ class AuthController(Controller):
         exclude_from_csrf=True,
         summary="Sign in (the session id is always replaced)",
     )
-    async def login(self, request: AuthRequest, data: LoginIn) -> Response[UserEnvelope]:
+    async def login(self, request: AuthRequest, data: JSONBody[LoginIn]) -> Response[UserEnvelope]:
         user = await service.authenticate(data)
         return _signed_in(request, user, HTTP_200_OK)
 

@@ -52,8 +52,9 @@ class RotatingSessionBackend(ServerSideSessionBackend):
         )
         old_id = connection.cookies.get(self.config.key)
         if scope_session is Empty:
-            if old_id:
-                await self.delete(old_id, store=store)
+            if not old_id:
+                return  # nothing to clear
+            await self.delete(old_id, store=store)
             headers.add(
                 "Set-Cookie",
                 Cookie(value="null", key=self.config.key, expires=0, **cookie_params).to_header(

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from chatrt.auth.schemas import UserOut
@@ -31,7 +31,9 @@ class ConversationController(Controller):
     tags = ["conversations"]
 
     @post("/", status_code=HTTP_201_CREATED, summary="Start a conversation")
-    async def create(self, request: AuthRequest, data: ConversationCreate) -> ConversationEnvelope:
+    async def create(
+        self, request: AuthRequest, data: JSONBody[ConversationCreate]
+    ) -> ConversationEnvelope:
         return ConversationEnvelope(await service.create(request.user.id, data))
 
     @get("/", summary="My conversations, most recently active first")
@@ -48,7 +50,10 @@ class ConversationController(Controller):
 
     @patch("/{conversation_id:str}", summary="Change title, system prompt or model")
     async def update(
-        self, request: AuthRequest, conversation_id: FromPath[UUID], data: ConversationPatch
+        self,
+        request: AuthRequest,
+        conversation_id: FromPath[UUID],
+        data: JSONBody[ConversationPatch],
     ) -> ConversationEnvelope:
         return ConversationEnvelope(await service.patch(request.user.id, conversation_id, data))
 

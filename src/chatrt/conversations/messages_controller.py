@@ -7,7 +7,7 @@ from uuid import UUID
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_202_ACCEPTED
 from piccolo.engine.base import Engine
 
@@ -44,7 +44,7 @@ class MessageController(Controller):
         self,
         request: AuthRequest,
         conversation_id: FromPath[UUID],
-        data: MessageCreate,
+        data: JSONBody[MessageCreate],
         settings: NamedDependency[Settings],
         db: NamedDependency[Engine],  # type: ignore[type-arg]
         generations: NamedDependency[GenerationRunner],
