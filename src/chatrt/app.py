@@ -21,7 +21,6 @@ from litestar.security.session_auth import SessionAuth
 from litestar.stores.base import Store
 from litestar.stores.memory import MemoryStore
 from litestar.stores.redis import RedisStore
-from piccolo.engine.base import Engine
 
 import chatrt
 from chatrt.auth.controller import AuthController
@@ -61,7 +60,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         async with AsyncExitStack() as stack:
             if redis_client is not None:
                 stack.push_async_callback(redis_client.aclose)
-            app.state.db = await stack.enter_async_context(database(settings.db))
+            await stack.enter_async_context(database(settings.db))
             providers: list[Provider] = [
                 DemoProvider(chunk_delay_s=settings.demo.chunk_delay_ms / 1000)
             ]
@@ -96,7 +95,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         stores=stores,
         dependencies={
             "settings": Provide(_settings, sync_to_thread=False),
-            "db": Provide(_db, sync_to_thread=False),
             "generations": Provide(_generations, sync_to_thread=False),
             "redis": Provide(lambda: redis_client, sync_to_thread=False),
         },
@@ -139,11 +137,6 @@ def _stores(redis_client: aredis.Redis | None) -> dict[str, Store]:
 def _settings(state: State) -> Settings:
     settings: Settings = state.settings
     return settings
-
-
-def _db(state: State) -> Engine:  # type: ignore[type-arg]
-    engine: Engine = state.db  # type: ignore[type-arg]
-    return engine
 
 
 def _generations(state: State) -> GenerationRunner:

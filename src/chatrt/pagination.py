@@ -13,9 +13,7 @@ from chatrt.errors import AppError
 
 T = TypeVar("T")
 
-Limit = Annotated[
-    int, Parameter(ge=1, le=100, description="Page size, 1 to 100 (default 25).")
-]
+Limit = Annotated[int, Parameter(ge=1, le=100, description="Page size, 1 to 100 (default 25).")]
 Cursor = Annotated[
     str | None,
     Parameter(max_length=512, description="Opaque cursor from the previous page's next_cursor."),

@@ -33,6 +33,13 @@ class Client:
         """Send this session cookie from now on, as a replayed or planted cookie would be."""
         self.http.cookies.set("session", session_id, domain=self.http.base_url.host)
 
+    def sign_in_as(self, other: Client) -> None:
+        """Share ``other``'s session and CSRF cookies, like a second tab of the same browser."""
+        self.use_session(other.session)
+        token = other.http.cookies["csrftoken"]
+        self.http.cookies.set("csrftoken", token, domain=self.http.base_url.host)
+        self.user = other.user
+
     async def request(
         self,
         method: str,

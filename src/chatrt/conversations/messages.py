@@ -7,7 +7,6 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from piccolo.engine.base import Engine
 
 from chatrt.clock import utcnow
 from chatrt.conversations.schemas import MessageCreate, MessageOut, MessagePage
@@ -126,7 +125,6 @@ async def _existing_send(conversation_id: UUID, client_message_id: str) -> SendO
 
 
 async def send(
-    engine: Engine,  # type: ignore[type-arg]
     user_id: UUID,
     conversation_id: UUID,
     data: MessageCreate,
@@ -149,7 +147,7 @@ async def send(
         return found
     now = utcnow()
     try:
-        async with write_transaction(engine):
+        async with write_transaction():
             rows = await Conversation.raw(
                 "UPDATE conversations SET message_count = message_count + 2, updated_at = {} "
                 "WHERE id = {} AND user_id = {} AND status = 'active' "

@@ -9,7 +9,6 @@ from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_202_ACCEPTED
-from piccolo.engine.base import Engine
 
 from chatrt.auth.schemas import UserOut
 from chatrt.conversations import messages
@@ -46,11 +45,10 @@ class MessageController(Controller):
         conversation_id: FromPath[UUID],
         data: JSONBody[MessageCreate],
         settings: NamedDependency[Settings],
-        db: NamedDependency[Engine],  # type: ignore[type-arg]
         generations: NamedDependency[GenerationRunner],
     ) -> SendResult:
         outcome = await messages.send(
-            db, request.user.id, conversation_id, data, settings.limits.max_content_chars
+            request.user.id, conversation_id, data, settings.limits.max_content_chars
         )
         if outcome.created:
             generations.start(

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from piccolo.engine.base import Engine
-from piccolo.engine.postgres import PostgresEngine
-from piccolo.engine.sqlite import SQLiteEngine, TransactionType
+from piccolo.engine.postgres import PostgresEngine, PostgresTransaction
+from piccolo.engine.sqlite import SQLiteEngine, SQLiteTransaction, TransactionType
 
 from chatrt.db.tables import TABLES
 from chatrt.settings import DatabaseSettings
@@ -46,9 +46,16 @@ async def database(db: DatabaseSettings) -> AsyncIterator[Engine]:  # type: igno
             await engine.close_connection_pool()
 
 
-def write_transaction(engine: Engine):  # type: ignore[no-untyped-def,type-arg]
-    """A transaction that takes the write lock up front (SQLite) or row locks as it goes (PG)."""
+def write_transaction() -> PostgresTransaction | SQLiteTransaction:
+    """A transaction on the tables' engine that takes the write lock up front on SQLite.
+
+    Piccolo runs a query inside a transaction only when the transaction belongs to the same
+    engine object the table is bound to, so this always asks the tables for their engine.
+    """
+    engine = TABLES[0]._meta.db
     if isinstance(engine, SQLiteEngine):
         # IMMEDIATE avoids the deadlock of two readers both upgrading to writers.
         return engine.transaction(transaction_type=TransactionType.immediate)
-    return engine.transaction()
+    if isinstance(engine, PostgresEngine):
+        return engine.transaction()
+    raise TypeError(f"unsupported engine {type(engine).__name__}")
