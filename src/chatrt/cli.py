@@ -62,12 +62,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SettingsError as exc:
             print(f"chatrt: configuration error: {exc}", file=sys.stderr)
             return 2
-    if args.command == "migrate":
-        return _migrate()
-    if args.command == "purge-deleted":
+    if args.command == "serve":
+        return _serve(settings, args.host, args.port, args.workers)
+    try:
+        if args.command == "migrate":
+            return _migrate()
         older = args.older_than or timedelta(days=settings.limits.retention_days)
         return asyncio.run(_purge(settings, older))
-    return _serve(settings, args.host, args.port, args.workers)
+    except Exception as exc:
+        # Operators need the cause in one line, not a traceback.
+        print(f"chatrt {args.command}: failed: {exc}", file=sys.stderr)
+        return 1
 
 
 def _migrate() -> int:

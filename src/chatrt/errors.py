@@ -124,7 +124,7 @@ def preferred_locale(accept_language: str | None, default: Locale) -> Locale:
         quality = 1.0
         for param in params.split(";"):
             key, _, value = param.strip().partition("=")
-            if key == "q":
+            if key.strip().lower() == "q":
                 try:
                     quality = float(value)
                 except ValueError:

@@ -6,10 +6,11 @@ Nothing else in chatrt reads ``os.environ``: ``create_app`` and the CLI call
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import msgspec
 
@@ -44,13 +45,18 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
     url: str | None = None
 
 
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+HttpUrl = Annotated[str, msgspec.Meta(pattern=r"^https?://\S+$", max_length=2000)]
+Price = Annotated[float, msgspec.Meta(ge=0)]
+
+
 class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    name: str
-    base_url: str
-    model: str
+    name: NonEmpty
+    base_url: HttpUrl
+    model: NonEmpty
     api_key: str = ""
-    input_price_per_mtok: float = 0.0
-    output_price_per_mtok: float = 0.0
+    input_price_per_mtok: Price = 0.0
+    output_price_per_mtok: Price = 0.0
 
 
 class LimitSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -104,6 +110,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             pool_min=env.get("CHATRT_DB_POOL_MIN", _positive_int, 2),
             pool_max=env.get("CHATRT_DB_POOL_MAX", _positive_int, 20),
         )
+        if db.pool_min > db.pool_max:
+            raise SettingsError("CHATRT_DB_POOL_MIN: must not exceed CHATRT_DB_POOL_MAX")
         redis = RedisSettings(url=env.get("CHATRT_REDIS_URL", _redis_url, None))
         embedded = db.is_sqlite and redis.url is None
         secret = env.get("CHATRT_SECRET_KEY", _secret, None)
@@ -183,8 +191,8 @@ def _non_negative_int(raw: str) -> int:
 
 def _positive_float(raw: str) -> float:
     value = float(raw)
-    if value <= 0:
-        raise ValueError("must be a positive number")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError("must be a positive finite number")
     return value
 
 

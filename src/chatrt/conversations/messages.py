@@ -7,6 +7,7 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
+from piccolo.query import Select
 
 from chatrt.clock import utcnow
 from chatrt.conversations.schemas import MessageCreate, MessageOut, MessagePage
@@ -49,16 +50,21 @@ async def _owned_active(user_id: UUID, conversation_id: UUID) -> None:
         raise not_found()
 
 
+def history_query(conversation_id: UUID, before: int | None, limit: int) -> Select[Message]:
+    """Newest-first messages below index ``before``: one range scan of the unique index."""
+    query = Message.select(*MESSAGE_COLUMNS).where(Message.conversation_id == conversation_id)
+    if before is not None:
+        query = query.where(Message.message_index < before)
+    return query.order_by(Message.message_index, ascending=False).limit(limit)
+
+
 async def list_page(
     user_id: UUID, conversation_id: UUID, limit: int, cursor: str | None
 ) -> MessagePage:
     """Newest first, keyset-paginated on the unique ``(conversation_id, message_index)``."""
+    before = decode_cursor(cursor, int) if cursor is not None else None
     await _owned_active(user_id, conversation_id)
-    query = Message.select(*MESSAGE_COLUMNS).where(Message.conversation_id == conversation_id)
-    if cursor is not None:
-        before = decode_cursor(cursor, int)
-        query = query.where(Message.message_index < before)
-    rows = await query.order_by(Message.message_index, ascending=False).limit(limit + 1)
+    rows = await history_query(conversation_id, before, limit + 1)
     items = [to_message(row) for row in rows[:limit]]
     next_cursor = encode_cursor(items[-1].message_index) if len(rows) > limit else None
     return MessagePage(items=items, next_cursor=next_cursor)

@@ -33,9 +33,7 @@ async def database(db: DatabaseSettings) -> AsyncIterator[Engine]:  # type: igno
     engine = make_engine(db)
     bind_tables(engine)
     if isinstance(engine, PostgresEngine):
-        await engine.start_connection_pool(
-            min_size=min(db.pool_min, db.pool_max), max_size=db.pool_max
-        )
+        await engine.start_connection_pool(min_size=db.pool_min, max_size=db.pool_max)
     elif isinstance(engine, SQLiteEngine):
         # WAL lets readers run while the single writer commits.
         await TABLES[0].raw("PRAGMA journal_mode=WAL")
