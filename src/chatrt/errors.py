@@ -18,6 +18,7 @@ from litestar.exceptions import (
     PermissionDeniedException,
     ValidationException,
 )
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_422_UNPROCESSABLE_ENTITY,
@@ -109,6 +110,29 @@ class AppError(HTTPException):
         super().__init__(detail=code, status_code=status_code, headers=headers)
         self.code = code
         self.details = details
+
+
+_STATUS_TEXT = {
+    400: "Malformed request body",
+    401: "Not signed in, or wrong credentials",
+    403: "CSRF token missing or wrong",
+    404: "Not found (also: soft-deleted, or someone else's)",
+    409: "Conflicts with the current state",
+    413: "Body or content too large",
+    422: "Validation failed; details name the field",
+    429: "Rate limit or token budget exceeded",
+    503: "A dependency is down",
+}
+
+
+def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the errors a route can answer, all in the contract's shape."""
+    return {
+        status: ResponseSpec(
+            data_container=ErrorResponse, description=_STATUS_TEXT[status], generate_examples=False
+        )
+        for status in statuses
+    }
 
 
 def preferred_locale(accept_language: str | None, default: Locale) -> Locale:

@@ -62,6 +62,11 @@ async def test_openapi_describes_every_endpoint(clients: Callable[[], Client]) -
     components = schema["components"]["schemas"]
     assert {"MessageOut", "ConversationOut", "SendResult", "RegisterIn"} <= set(components)
     assert components["ConversationCreate"]["properties"]["title"]["maxLength"] == 200
+    error_ref = "#/components/schemas/ErrorResponse"
+    send = paths["/api/conversations/{conversation_id}/messages"]["post"]["responses"]
+    for status in ("401", "403", "404", "409", "413", "422"):
+        assert send[status]["content"]["application/json"]["schema"]["$ref"] == error_ref
+    assert "202" in send
     swagger = await client.get("/schema/swagger")
     assert swagger.status_code == 200
     assert "swagger" in swagger.text.lower()

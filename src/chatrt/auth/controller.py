@@ -12,6 +12,7 @@ from chatrt.auth import service
 from chatrt.auth.csrf import issue_csrf_cookie
 from chatrt.auth.schemas import LoginIn, RegisterIn, UserEnvelope, UserOut
 from chatrt.auth.sessions import start_session
+from chatrt.errors import error_responses
 
 AuthRequest = Request[UserOut, Any, Any]
 
@@ -26,6 +27,7 @@ class AuthController(Controller):
         exclude_from_auth=True,
         exclude_from_csrf=True,
         summary="Create an account and sign in",
+        responses=error_responses(400, 409, 413, 422),
     )
     async def register(
         self, request: AuthRequest, data: JSONBody[RegisterIn]
@@ -39,16 +41,22 @@ class AuthController(Controller):
         exclude_from_auth=True,
         exclude_from_csrf=True,
         summary="Sign in (the session id is always replaced)",
+        responses=error_responses(400, 401, 413, 422),
     )
     async def login(self, request: AuthRequest, data: JSONBody[LoginIn]) -> Response[UserEnvelope]:
         user = await service.authenticate(data)
         return _signed_in(request, user, HTTP_200_OK)
 
-    @post("/logout", status_code=HTTP_204_NO_CONTENT, summary="End the session everywhere")
+    @post(
+        "/logout",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="End the session everywhere",
+        responses=error_responses(401, 403),
+    )
     async def logout(self, request: AuthRequest) -> None:
         request.clear_session()
 
-    @get("/me", summary="The signed-in user")
+    @get("/me", summary="The signed-in user", responses=error_responses(401))
     async def me(self, request: AuthRequest) -> UserEnvelope:
         return UserEnvelope(user=request.user)
 

@@ -19,6 +19,7 @@ from chatrt.conversations.schemas import (
     ConversationPage,
     ConversationPatch,
 )
+from chatrt.errors import error_responses
 from chatrt.generation.runner import GenerationRunner
 from chatrt.pagination import Cursor, Limit
 from chatrt.settings import Settings
@@ -30,25 +31,42 @@ class ConversationController(Controller):
     path = "/api/conversations"
     tags = ["conversations"]
 
-    @post("/", status_code=HTTP_201_CREATED, summary="Start a conversation")
+    @post(
+        "/",
+        status_code=HTTP_201_CREATED,
+        summary="Start a conversation",
+        responses=error_responses(400, 401, 403, 413, 422),
+    )
     async def create(
         self, request: AuthRequest, data: JSONBody[ConversationCreate]
     ) -> ConversationEnvelope:
         return ConversationEnvelope(await service.create(request.user.id, data))
 
-    @get("/", summary="My conversations, most recently active first")
+    @get(
+        "/",
+        summary="My conversations, most recently active first",
+        responses=error_responses(401, 422),
+    )
     async def list(
         self, request: AuthRequest, limit: FromQuery[Limit] = 25, cursor: FromQuery[Cursor] = None
     ) -> ConversationPage:
         return await service.list_page(request.user.id, limit, cursor)
 
-    @get("/{conversation_id:str}", summary="One conversation")
+    @get(
+        "/{conversation_id:str}",
+        summary="One conversation",
+        responses=error_responses(401, 404, 422),
+    )
     async def read(
         self, request: AuthRequest, conversation_id: FromPath[UUID]
     ) -> ConversationEnvelope:
         return ConversationEnvelope(await service.get(request.user.id, conversation_id))
 
-    @patch("/{conversation_id:str}", summary="Change title, system prompt or model")
+    @patch(
+        "/{conversation_id:str}",
+        summary="Change title, system prompt or model",
+        responses=error_responses(400, 401, 403, 404, 413, 422),
+    )
     async def update(
         self,
         request: AuthRequest,
@@ -61,6 +79,7 @@ class ConversationController(Controller):
         "/{conversation_id:str}",
         status_code=HTTP_204_NO_CONTENT,
         summary="Soft-delete (restorable within the retention period)",
+        responses=error_responses(401, 403, 404, 422),
     )
     async def remove(
         self,
@@ -71,7 +90,12 @@ class ConversationController(Controller):
         await service.soft_delete(request.user.id, conversation_id)
         generations.cancel_conversation(conversation_id)
 
-    @post("/{conversation_id:str}/restore", status_code=200, summary="Undo a soft delete")
+    @post(
+        "/{conversation_id:str}/restore",
+        status_code=200,
+        summary="Undo a soft delete",
+        responses=error_responses(401, 403, 404, 422),
+    )
     async def restore(
         self,
         request: AuthRequest,

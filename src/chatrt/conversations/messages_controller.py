@@ -13,6 +13,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from chatrt.auth.schemas import UserOut
 from chatrt.conversations import messages
 from chatrt.conversations.schemas import MessageCreate, MessagePage, SendResult
+from chatrt.errors import error_responses
 from chatrt.generation.runner import GenerationRunner, Job
 from chatrt.pagination import Cursor, Limit
 from chatrt.settings import Settings
@@ -24,7 +25,7 @@ class MessageController(Controller):
     path = "/api/conversations/{conversation_id:str}/messages"
     tags = ["messages"]
 
-    @get("/", summary="History, newest first")
+    @get("/", summary="History, newest first", responses=error_responses(401, 404, 422))
     async def history(
         self,
         request: AuthRequest,
@@ -38,6 +39,7 @@ class MessageController(Controller):
         "/",
         status_code=HTTP_202_ACCEPTED,
         summary="Send a message; the answer is generated in the background",
+        responses=error_responses(400, 401, 403, 404, 409, 413, 422),
     )
     async def send(
         self,

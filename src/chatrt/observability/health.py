@@ -12,7 +12,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from redis.asyncio import Redis
 
 from chatrt.db.tables import User
-from chatrt.errors import error_body, preferred_locale
+from chatrt.errors import error_body, error_responses, preferred_locale
 
 CHECK_TIMEOUT_S = 2.0
 
@@ -44,6 +44,7 @@ async def _check(name: str, probe: Any) -> tuple[str, str]:
     exclude_from_auth=True,
     tags=["health"],
     summary="The database and Redis answer (503 naming what failed)",
+    responses=error_responses(503),
 )
 async def ready(
     request: Request[Any, Any, Any], redis: NamedDependency[Redis | None]
