@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -51,9 +52,15 @@ def run_chatrt(
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    with PostgresServer(tmp_path_factory.mktemp("pg")) as server:
-        yield server
+def pg_server() -> Iterator[PostgresServer]:
+    # Not under pytest's temp root: another pytest run resets that to 0700, which locks the
+    # postgres user out of its own data directory mid-run.
+    base = Path(tempfile.mkdtemp(prefix="chatrt-pg-"))
+    try:
+        with PostgresServer(base) as server:
+            yield server
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

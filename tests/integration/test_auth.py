@@ -198,3 +198,12 @@ async def test_logout_needs_the_csrf_token(alice: Client) -> None:
     refused = await alice.post("/api/auth/logout", csrf=False)
     assert refused.status_code == 403
     assert (await alice.get("/api/auth/me")).status_code == 200
+
+
+async def test_a_long_email_gets_a_display_name_that_fits(clients: Callable[[], Client]) -> None:
+    email = "x" * 300 + "@example.com"
+    response = await clients().post(
+        "/api/auth/register", json={"email": email, "password": PASSWORD}
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["user"]["display_name"] == "x" * 100

@@ -22,7 +22,7 @@ async def register(data: RegisterIn) -> UserOut:
     user = UserOut(
         id=uuid.uuid4(),
         email=email,
-        display_name=(data.display_name or email.split("@")[0]).strip() or email,
+        display_name=(data.display_name or email.split("@")[0]).strip()[:100] or email[:100],
         created_at=now,
     )
     password_hash = await hash_password(data.password)

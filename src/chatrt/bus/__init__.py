@@ -1,0 +1,1 @@
+"""The event bus and its memory and Redis implementations."""

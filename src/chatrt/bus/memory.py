@@ -1,0 +1,166 @@
+"""In-process bus for the embedded default: one process, no network."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from chatrt.bus.base import Event, EventBus, LogEntry, Subscription
+
+
+class BoundedInbox:
+    """A subscriber's queue. Overflow policy: drop the event and report a gap (``None``)."""
+
+    def __init__(self, size: int) -> None:
+        self._queue: asyncio.Queue[Event | None] = asyncio.Queue(size)
+        self._lost = False
+
+    def put(self, item: Event | None) -> None:
+        if item is not None and self._lost:
+            return  # still behind: the consumer repairs from the logs after the gap marker
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self._lost = True
+
+    async def get(self) -> Event | None:
+        item = await self._queue.get()
+        if self._queue.empty() and self._lost:
+            self._lost = False
+            self._queue.put_nowait(None)
+        return item
+
+
+class MemorySubscription(Subscription):
+    def __init__(self, bus: MemoryBus, size: int) -> None:
+        self._bus = bus
+        self.inbox = BoundedInbox(size)
+        self.channels: set[str] = set()
+
+    async def add(self, *channels: str) -> None:
+        for channel in channels:
+            self.channels.add(channel)
+            self._bus._subscribers[channel].add(self)
+
+    async def remove(self, *channels: str) -> None:
+        for channel in channels:
+            self.channels.discard(channel)
+            subscribers = self._bus._subscribers.get(channel)
+            if subscribers is not None:
+                subscribers.discard(self)
+                if not subscribers:
+                    del self._bus._subscribers[channel]
+
+    async def __aiter__(self) -> AsyncIterator[Event | None]:
+        while True:
+            yield await self.inbox.get()
+
+
+class _Log:
+    __slots__ = ("entries", "expires_at")
+
+    def __init__(self, expires_at: float) -> None:
+        self.entries: list[LogEntry] = []
+        self.expires_at = expires_at
+
+
+class MemoryBus(EventBus):
+    def __init__(self, inbox_size: int = 4096, max_log_entries: int = 20_000) -> None:
+        self._subscribers: defaultdict[str, set[MemorySubscription]] = defaultdict(set)
+        self._logs: dict[str, _Log] = {}
+        self._leases: dict[str, tuple[str, float]] = {}
+        self._inbox_size = inbox_size
+        self._max_log = max_log_entries
+
+    async def publish(self, channel: str, data: bytes) -> None:
+        event = Event(channel, data)
+        for subscription in tuple(self._subscribers.get(channel, ())):
+            subscription.inbox.put(event)
+
+    def _log(self, log_key: str) -> _Log | None:
+        log = self._logs.get(log_key)
+        if log is not None and log.expires_at <= time.monotonic():
+            del self._logs[log_key]
+            return None
+        return log
+
+    async def open_log(self, log_key: str, ttl_s: float) -> None:
+        if self._log(log_key) is None:
+            self._logs[log_key] = _Log(time.monotonic() + ttl_s)
+        self._evict_expired()
+
+    async def append_and_publish(
+        self, log_key: str, seq: int, channel: str, data: bytes, ttl_s: float
+    ) -> None:
+        log = self._log(log_key)
+        if log is None:
+            log = self._logs[log_key] = _Log(0.0)
+        last = log.entries[-1].seq if log.entries else 0
+        if seq <= last:
+            raise ValueError(f"seq {seq} is not after {last}")
+        log.entries.append(LogEntry(seq, data))
+        if len(log.entries) > self._max_log:
+            del log.entries[: len(log.entries) - self._max_log]
+        log.expires_at = time.monotonic() + ttl_s
+        await self.publish(channel, data)
+
+    async def read_log(self, log_key: str, after_seq: int) -> list[LogEntry] | None:
+        log = self._log(log_key)
+        if log is None:
+            return None
+        return [entry for entry in log.entries if entry.seq > after_seq]
+
+    async def last_seq(self, log_key: str) -> int | None:
+        log = self._log(log_key)
+        if log is None:
+            return None
+        return log.entries[-1].seq if log.entries else 0
+
+    async def expire_log(self, log_key: str, ttl_s: float) -> None:
+        log = self._log(log_key)
+        if log is not None:
+            log.expires_at = time.monotonic() + ttl_s
+
+    def _evict_expired(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, log in self._logs.items() if log.expires_at <= now]:
+            del self._logs[key]
+
+    async def acquire_lease(self, key: str, owner: str, ttl_s: float) -> bool:
+        if await self.lease_holder(key) is not None:
+            return False
+        self._leases[key] = (owner, time.monotonic() + ttl_s)
+        return True
+
+    async def renew_lease(self, key: str, owner: str, ttl_s: float) -> bool:
+        if await self.lease_holder(key) != owner:
+            return False
+        self._leases[key] = (owner, time.monotonic() + ttl_s)
+        return True
+
+    async def release_lease(self, key: str, owner: str) -> None:
+        if await self.lease_holder(key) == owner:
+            del self._leases[key]
+
+    async def lease_holder(self, key: str) -> str | None:
+        held = self._leases.get(key)
+        if held is None:
+            return None
+        if held[1] <= time.monotonic():
+            del self._leases[key]
+            return None
+        return held[0]
+
+    @asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[Subscription]:
+        subscription = MemorySubscription(self, self._inbox_size)
+        try:
+            yield subscription
+        finally:
+            await subscription.remove(*subscription.channels)
+
+    async def ping(self) -> None:
+        return None

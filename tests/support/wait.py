@@ -1,0 +1,16 @@
+"""Waiting on conditions with a deadline, never a fixed sleep."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[bool]], within_s: float = 10.0, every_s: float = 0.02
+) -> None:
+    """Poll ``check`` until it is true; fail with TimeoutError after ``within_s``."""
+    with anyio.fail_after(within_s):
+        while not await check():  # noqa: ASYNC110 - polling state another process owns
+            await anyio.sleep(every_s)
