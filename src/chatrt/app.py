@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -28,18 +29,19 @@ from chatrt.auth.csrf import SESSION_COOKIE, csrf_middleware
 from chatrt.auth.guards import retrieve_user
 from chatrt.auth.schemas import UserOut
 from chatrt.auth.sessions import RotatingSessionConfig
+from chatrt.bus.base import EventBus
+from chatrt.bus.memory import MemoryBus
+from chatrt.bus.redis import RedisBus
 from chatrt.conversations.controller import ConversationController
 from chatrt.conversations.messages_controller import MessageController
 from chatrt.db.engine import database
 from chatrt.errors import EXCEPTION_HANDLERS
 from chatrt.generation.runner import GenerationRunner
+from chatrt.generation.sweeper import Sweeper
 from chatrt.observability.health import live, ready
-from chatrt.providers.base import Provider
-from chatrt.providers.demo import DemoProvider
+from chatrt.providers.factory import provider_chain
 from chatrt.settings import Settings
 
-# Roughly 6,000 tokens of history per prompt.
-CONTEXT_BUDGET_CHARS = 24_000
 SESSION_MAX_AGE_S = 14 * 24 * 3600
 
 
@@ -61,12 +63,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
             if redis_client is not None:
                 stack.push_async_callback(redis_client.aclose)
             await stack.enter_async_context(database(settings.db))
-            providers: list[Provider] = [
-                DemoProvider(chunk_delay_s=settings.demo.chunk_delay_ms / 1000)
-            ]
+            bus: EventBus
+            if redis_client is not None and settings.redis.url is not None:
+                bus = await stack.enter_async_context(RedisBus(redis_client, settings.redis.url))
+            else:
+                bus = MemoryBus()
+            app.state.bus = bus
+            chain = await stack.enter_async_context(provider_chain(settings))
             app.state.generations = await stack.enter_async_context(
-                GenerationRunner(providers, CONTEXT_BUDGET_CHARS, settings.server.shutdown_grace_s)
+                GenerationRunner(bus, chain, settings, instance_id=uuid.uuid4().hex)
             )
+            await stack.enter_async_context(Sweeper(bus, settings))
             yield
 
     csrf_config = CSRFConfig(
@@ -96,6 +103,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dependencies={
             "settings": Provide(_settings, sync_to_thread=False),
             "generations": Provide(_generations, sync_to_thread=False),
+            "bus": Provide(_bus, sync_to_thread=False),
             "redis": Provide(lambda: redis_client, sync_to_thread=False),
         },
         on_app_init=[session_auth.on_app_init],
@@ -137,6 +145,11 @@ def _stores(redis_client: aredis.Redis | None) -> dict[str, Store]:
 def _settings(state: State) -> Settings:
     settings: Settings = state.settings
     return settings
+
+
+def _bus(state: State) -> EventBus:
+    bus: EventBus = state.bus
+    return bus
 
 
 def _generations(state: State) -> GenerationRunner:

@@ -59,6 +59,31 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "content_too_long": ("ข้อความยาวเกินกำหนด", "The message is too long."),
     "rate_limited": ("ส่งคำขอถี่เกินไป กรุณารอสักครู่", "Too many requests; slow down."),
     "quota_exceeded": ("ใช้โควตาโทเค็นของวันนี้หมดแล้ว", "Today's token budget is used up."),
+    "all_providers_failed": (
+        "ขออภัย ตอนนี้ไม่สามารถติดต่อโมเดล AI ได้ กรุณาลองใหม่อีกครั้ง",
+        "Sorry, no AI model could be reached just now. Please try again.",
+    ),
+    "provider_failed": (
+        "ขออภัย การสร้างคำตอบหยุดกลางคัน กรุณาลองใหม่อีกครั้ง",
+        "Sorry, the answer broke off. Please try again.",
+    ),
+    "shutdown": (
+        "ขออภัย เซิร์ฟเวอร์รีสตาร์ตระหว่างสร้างคำตอบ กรุณาลองใหม่",
+        "Sorry, the server restarted while answering. Please try again.",
+    ),
+    "instance_lost": (
+        "ขออภัย การสร้างคำตอบถูกขัดจังหวะ กรุณาลองใหม่",
+        "Sorry, the answer was interrupted. Please try again.",
+    ),
+    "shutting_down": (
+        "เซิร์ฟเวอร์กำลังรีสตาร์ต กรุณาลองใหม่ในอีกสักครู่",
+        "The server is restarting; please retry in a moment.",
+    ),
+    "stream_history_lost": (
+        "ประวัติการสตรีมหายไป โปรดโหลดข้อความจากประวัติแทน",
+        "The stream history is gone; reload the message from the history.",
+    ),
+    "bad_frame": ("ข้อความที่ส่งมาไม่ถูกรูปแบบ", "The frame is malformed."),
     "internal_error": (
         "เกิดข้อผิดพลาดภายในระบบ กรุณาลองใหม่",
         "Something went wrong on our side; please try again.",

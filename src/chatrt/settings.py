@@ -65,6 +65,25 @@ class LimitSettings(msgspec.Struct, frozen=True, kw_only=True):
     retention_days: int = 30
 
 
+class GenerationSettings(msgspec.Struct, frozen=True, kw_only=True):
+    context_budget_chars: int = 24_000
+    provider_connect_timeout_s: float = 5.0
+    provider_read_timeout_s: float = 60.0
+    # A generating instance renews its lease every third of this; a lapsed lease is swept.
+    lease_ttl_s: float = 15.0
+    sweep_interval_s: float = 5.0
+    checkpoint_interval_s: float = 3.0
+    stream_log_ttl_s: float = 600.0
+    flush_interval_ms: int = 30
+
+
+class RealtimeSettings(msgspec.Struct, frozen=True, kw_only=True):
+    max_frame_bytes: int = 65_536
+    frames_per_second: float = 20.0
+    frame_burst: int = 60
+    send_queue_frames: int = 2048
+
+
 class DemoSettings(msgspec.Struct, frozen=True, kw_only=True):
     # Pause between demo chunks, so the embedded default visibly streams.
     chunk_delay_ms: int = 30
@@ -85,6 +104,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis: RedisSettings
     providers: tuple[ProviderSettings, ...]
     limits: LimitSettings
+    generation: GenerationSettings
+    realtime: RealtimeSettings
     demo: DemoSettings
     server: ServerSettings
 
@@ -126,6 +147,26 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 max_content_chars=env.get("CHATRT_MAX_CONTENT_CHARS", _positive_int, 32_000),
                 max_body_bytes=env.get("CHATRT_MAX_BODY_BYTES", _positive_int, 1_048_576),
                 retention_days=env.get("CHATRT_RETENTION_DAYS", _positive_int, 30),
+            ),
+            generation=GenerationSettings(
+                context_budget_chars=env.get("CHATRT_CONTEXT_BUDGET_CHARS", _positive_int, 24_000),
+                provider_connect_timeout_s=env.get(
+                    "CHATRT_PROVIDER_CONNECT_TIMEOUT_S", _positive_float, 5.0
+                ),
+                provider_read_timeout_s=env.get(
+                    "CHATRT_PROVIDER_READ_TIMEOUT_S", _positive_float, 60.0
+                ),
+                lease_ttl_s=env.get("CHATRT_LEASE_TTL_S", _positive_float, 15.0),
+                sweep_interval_s=env.get("CHATRT_SWEEP_INTERVAL_S", _positive_float, 5.0),
+                checkpoint_interval_s=env.get("CHATRT_CHECKPOINT_INTERVAL_S", _positive_float, 3.0),
+                stream_log_ttl_s=env.get("CHATRT_STREAM_LOG_TTL_S", _positive_float, 600.0),
+                flush_interval_ms=env.get("CHATRT_FLUSH_INTERVAL_MS", _positive_int, 30),
+            ),
+            realtime=RealtimeSettings(
+                max_frame_bytes=env.get("CHATRT_WS_MAX_FRAME_BYTES", _positive_int, 65_536),
+                frames_per_second=env.get("CHATRT_WS_FRAMES_PER_SECOND", _positive_float, 20.0),
+                frame_burst=env.get("CHATRT_WS_FRAME_BURST", _positive_int, 60),
+                send_queue_frames=env.get("CHATRT_WS_SEND_QUEUE_FRAMES", _positive_int, 2048),
             ),
             demo=DemoSettings(
                 chunk_delay_ms=env.get("CHATRT_DEMO_CHUNK_DELAY_MS", _non_negative_int, 30),

@@ -12,7 +12,8 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from chatrt.auth.schemas import UserOut
-from chatrt.conversations import service
+from chatrt.bus.base import EventBus
+from chatrt.conversations import service, submit
 from chatrt.conversations.schemas import (
     ConversationCreate,
     ConversationEnvelope,
@@ -22,6 +23,7 @@ from chatrt.conversations.schemas import (
 from chatrt.errors import error_responses
 from chatrt.generation.runner import GenerationRunner
 from chatrt.pagination import Cursor, Limit
+from chatrt.realtime import publish
 from chatrt.settings import Settings
 
 AuthRequest = Request[UserOut, Any, Any]
@@ -38,9 +40,14 @@ class ConversationController(Controller):
         responses=error_responses(400, 401, 403, 413, 422),
     )
     async def create(
-        self, request: AuthRequest, data: JSONBody[ConversationCreate]
+        self,
+        request: AuthRequest,
+        data: JSONBody[ConversationCreate],
+        bus: NamedDependency[EventBus],
     ) -> ConversationEnvelope:
-        return ConversationEnvelope(await service.create(request.user.id, data))
+        conversation = await service.create(request.user.id, data)
+        await publish.conversation_updated(bus, request.user.id, conversation)
+        return ConversationEnvelope(conversation)
 
     @get(
         "/",
@@ -72,8 +79,11 @@ class ConversationController(Controller):
         request: AuthRequest,
         conversation_id: FromPath[UUID],
         data: JSONBody[ConversationPatch],
+        bus: NamedDependency[EventBus],
     ) -> ConversationEnvelope:
-        return ConversationEnvelope(await service.patch(request.user.id, conversation_id, data))
+        conversation = await service.patch(request.user.id, conversation_id, data)
+        await publish.conversation_updated(bus, request.user.id, conversation)
+        return ConversationEnvelope(conversation)
 
     @delete(
         "/{conversation_id:str}",
@@ -85,10 +95,10 @@ class ConversationController(Controller):
         self,
         request: AuthRequest,
         conversation_id: FromPath[UUID],
+        bus: NamedDependency[EventBus],
         generations: NamedDependency[GenerationRunner],
     ) -> None:
-        await service.soft_delete(request.user.id, conversation_id)
-        generations.cancel_conversation(conversation_id)
+        await submit.delete(request.user.id, conversation_id, bus, generations)
 
     @post(
         "/{conversation_id:str}/restore",
@@ -101,8 +111,9 @@ class ConversationController(Controller):
         request: AuthRequest,
         conversation_id: FromPath[UUID],
         settings: NamedDependency[Settings],
+        bus: NamedDependency[EventBus],
     ) -> ConversationEnvelope:
         retention = timedelta(days=settings.limits.retention_days)
-        return ConversationEnvelope(
-            await service.restore(request.user.id, conversation_id, retention)
-        )
+        conversation = await service.restore(request.user.id, conversation_id, retention)
+        await publish.conversation_updated(bus, request.user.id, conversation)
+        return ConversationEnvelope(conversation)

@@ -10,13 +10,14 @@ import msgspec
 from piccolo.query import Select
 
 from chatrt.clock import utcnow
-from chatrt.conversations.schemas import MessageCreate, MessageOut, MessagePage
+from chatrt.conversations.schemas import MessageCreate, MessageError, MessageOut, MessagePage
 from chatrt.conversations.service import not_found
 from chatrt.db.engine import write_transaction
 from chatrt.db.errors import is_unique_violation
 from chatrt.db.tables import Conversation, Message
-from chatrt.errors import AppError
+from chatrt.errors import AppError, localize
 from chatrt.pagination import decode_cursor, encode_cursor
+from chatrt.settings import Locale
 
 MESSAGE_COLUMNS = (
     Message.id,
@@ -33,11 +34,26 @@ MESSAGE_COLUMNS = (
     Message.completion_tokens,
     Message.response_time_ms,
     Message.time_to_first_token_ms,
+    Message.provider,
+    Message.usage_estimated,
+    Message.error_code,
 )
 
 
-def to_message(row: dict[str, Any]) -> MessageOut:
-    return MessageOut(**row)
+def to_message(row: dict[str, Any], locale: Locale = "th") -> MessageOut:
+    """A message from its row; a failure's text is in ``locale`` (answers are broadcast)."""
+    code = row.pop("error_code", None)
+    row["usage_estimated"] = bool(row.get("usage_estimated"))
+    error = MessageError(code=code, message=localize(code, locale)) if code else None
+    return MessageOut(**row, error=error)
+
+
+async def streaming_ids(conversation_id: UUID) -> list[UUID]:
+    """The conversation's answers still being generated (at most one, normally)."""
+    rows = await Message.select(Message.id).where(
+        Message.conversation_id == conversation_id, Message.status == "streaming"
+    )
+    return [row["id"] for row in rows]
 
 
 async def _owned_active(user_id: UUID, conversation_id: UUID) -> None:
@@ -59,18 +75,20 @@ def history_query(conversation_id: UUID, before: int | None, limit: int) -> Sele
 
 
 async def list_page(
-    user_id: UUID, conversation_id: UUID, limit: int, cursor: str | None
+    user_id: UUID, conversation_id: UUID, limit: int, cursor: str | None, locale: Locale = "th"
 ) -> MessagePage:
     """Newest first, keyset-paginated on the unique ``(conversation_id, message_index)``."""
     before = decode_cursor(cursor, int) if cursor is not None else None
     await _owned_active(user_id, conversation_id)
     rows = await history_query(conversation_id, before, limit + 1)
-    items = [to_message(row) for row in rows[:limit]]
+    items = [to_message(row, locale) for row in rows[:limit]]
     next_cursor = encode_cursor(items[-1].message_index) if len(rows) > limit else None
     return MessagePage(items=items, next_cursor=next_cursor)
 
 
-async def get_message(user_id: UUID, conversation_id: UUID, message_id: UUID) -> MessageOut:
+async def get_message(
+    user_id: UUID, conversation_id: UUID, message_id: UUID, locale: Locale = "th"
+) -> MessageOut:
     await _owned_active(user_id, conversation_id)
     row = (
         await Message.select(*MESSAGE_COLUMNS)
@@ -79,7 +97,7 @@ async def get_message(user_id: UUID, conversation_id: UUID, message_id: UUID) ->
     )
     if row is None:
         raise AppError(404, "message_not_found")
-    return to_message(row)
+    return to_message(row, locale)
 
 
 class _AlreadySent(Exception):
@@ -89,7 +107,7 @@ class _AlreadySent(Exception):
 class SendOutcome:
     """The two messages of a send, and whether this call created them."""
 
-    __slots__ = ("assistant", "created", "model", "system_prompt", "user")
+    __slots__ = ("assistant", "created", "model", "system_prompt", "title", "user")
 
     def __init__(
         self,
@@ -98,12 +116,14 @@ class SendOutcome:
         created: bool,
         system_prompt: str | None = None,
         model: str | None = None,
+        title: str | None = None,
     ) -> None:
         self.user = user
         self.assistant = assistant
         self.created = created
         self.system_prompt = system_prompt
         self.model = model
+        self.title = title
 
 
 async def _existing_send(conversation_id: UUID, client_message_id: str) -> SendOutcome | None:
@@ -157,7 +177,7 @@ async def send(
             rows = await Conversation.raw(
                 "UPDATE conversations SET message_count = message_count + 2, updated_at = {} "
                 "WHERE id = {} AND user_id = {} AND status = 'active' "
-                "RETURNING message_count, system_prompt, model",
+                "RETURNING message_count, system_prompt, model, title",
                 now,
                 conversation_id,
                 user_id,
@@ -194,6 +214,7 @@ async def send(
         created=True,
         system_prompt=rows[0]["system_prompt"],
         model=rows[0]["model"],
+        title=rows[0]["title"],
     )
 
 
@@ -221,4 +242,6 @@ def _with(message: MessageOut, **changes: Any) -> MessageOut:
 
 
 def _row(message: MessageOut) -> Message:
-    return Message(**msgspec.structs.asdict(message))
+    fields = msgspec.structs.asdict(message)
+    error = fields.pop("error")
+    return Message(**fields, error_code=error.code if error else None)

@@ -11,10 +11,12 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from chatrt.auth.schemas import UserOut
+from chatrt.bus.base import EventBus
 from chatrt.conversations import messages
 from chatrt.conversations.schemas import MessageCreate, MessagePage, SendResult
+from chatrt.conversations.submit import submit
 from chatrt.errors import error_responses
-from chatrt.generation.runner import GenerationRunner, Job
+from chatrt.generation.runner import GenerationRunner
 from chatrt.pagination import Cursor, Limit
 from chatrt.settings import Settings
 
@@ -30,10 +32,13 @@ class MessageController(Controller):
         self,
         request: AuthRequest,
         conversation_id: FromPath[UUID],
+        settings: NamedDependency[Settings],
         limit: FromQuery[Limit] = 25,
         cursor: FromQuery[Cursor] = None,
     ) -> MessagePage:
-        return await messages.list_page(request.user.id, conversation_id, limit, cursor)
+        return await messages.list_page(
+            request.user.id, conversation_id, limit, cursor, settings.server.default_locale
+        )
 
     @post(
         "/",
@@ -47,19 +52,14 @@ class MessageController(Controller):
         conversation_id: FromPath[UUID],
         data: JSONBody[MessageCreate],
         settings: NamedDependency[Settings],
+        bus: NamedDependency[EventBus],
         generations: NamedDependency[GenerationRunner],
     ) -> SendResult:
-        outcome = await messages.send(
-            request.user.id, conversation_id, data, settings.limits.max_content_chars
+        return await submit(
+            request.user.id,
+            conversation_id,
+            data,
+            settings.limits.max_content_chars,
+            bus,
+            generations,
         )
-        if outcome.created:
-            generations.start(
-                Job(
-                    conversation_id=conversation_id,
-                    message_id=outcome.assistant.id,
-                    message_index=outcome.assistant.message_index,
-                    system_prompt=outcome.system_prompt,
-                    model=outcome.model,
-                )
-            )
-        return SendResult(user_message=outcome.user, assistant_message=outcome.assistant)

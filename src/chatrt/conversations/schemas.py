@@ -63,6 +63,13 @@ class MessageCreate(msgspec.Struct, forbid_unknown_fields=True):
     client_message_id: ClientMessageId | None = None
 
 
+class MessageError(msgspec.Struct, frozen=True):
+    """Why an answer ended ``failed``: a stable code and a friendly text (default locale)."""
+
+    code: str
+    message: str
+
+
 class MessageOut(msgspec.Struct, frozen=True):
     id: UUID
     conversation_id: UUID
@@ -78,6 +85,9 @@ class MessageOut(msgspec.Struct, frozen=True):
     completion_tokens: int | None
     response_time_ms: int | None
     time_to_first_token_ms: int | None
+    provider: str | None = None
+    usage_estimated: bool = False
+    error: MessageError | None = None
 
 
 class MessagePage(msgspec.Struct, frozen=True):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from piccolo.columns import (
     UUID,
+    Boolean,
     ForeignKey,
     Integer,
     Text,
@@ -50,6 +51,7 @@ class Message(Table, tablename="messages"):
     response_time_ms = Integer(null=True, default=None)
     time_to_first_token_ms = Integer(null=True, default=None)
     error_code = Varchar(length=64, null=True, default=None)
+    usage_estimated = Boolean(default=False)
     created_at = Timestamptz()
     completed_at = Timestamptz(null=True, default=None)
 

@@ -25,7 +25,14 @@ class Usage(msgspec.Struct, frozen=True):
     estimated: bool = False
 
 
-StreamEvent = TextDelta | Usage
+class Started(msgspec.Struct, frozen=True):
+    """The chain picked a provider; comes once, before the first text."""
+
+    provider: str
+    model: str
+
+
+StreamEvent = Started | TextDelta | Usage
 
 
 class ProviderError(Exception):
@@ -44,8 +51,10 @@ class Provider(ABC):
     model: str
 
     @abstractmethod
-    def stream(self, messages: list[PromptMessage]) -> AsyncIterator[StreamEvent]:
-        """Yield text deltas in order, then a :class:`Usage`; raise :class:`ProviderError`.
+    def stream(self, messages: list[PromptMessage]) -> AsyncIterator[TextDelta | Usage]:
+        """Yield text deltas in order, then at most one :class:`Usage`.
+
+        Raises :class:`ProviderError`.
 
         Closing the iterator (or cancelling its consumer) closes the upstream request.
         """
@@ -54,3 +63,9 @@ class Provider(ABC):
 def estimate_tokens(text: str) -> int:
     """A rough count for servers that report no usage: about four characters a token."""
     return max(1, (len(text) + 3) // 4) if text else 0
+
+
+async def complete(provider: Provider, messages: list[PromptMessage]) -> str:
+    """The whole answer as one string (for short side requests such as titles)."""
+    parts = [e.text async for e in provider.stream(messages) if isinstance(e, TextDelta)]
+    return "".join(parts)

@@ -9,13 +9,13 @@ import anyio
 from chatrt.providers.base import (
     PromptMessage,
     Provider,
-    StreamEvent,
     TextDelta,
     Usage,
     estimate_tokens,
 )
 
 DEMO_MODEL = "chatrt-demo"
+DEMO_PROVIDER = "demo"
 
 _TEMPLATE = (
     "[chatrt demo model - offline, not a real AI] You said: \u201c{quote}\u201d. "
@@ -36,11 +36,11 @@ def demo_reply(messages: list[PromptMessage]) -> str:
 
 class DemoProvider(Provider):
     def __init__(self, chunk_delay_s: float) -> None:
-        self.name = "demo"
+        self.name = DEMO_PROVIDER
         self.model = DEMO_MODEL
         self._delay = chunk_delay_s
 
-    async def stream(self, messages: list[PromptMessage]) -> AsyncIterator[StreamEvent]:
+    async def stream(self, messages: list[PromptMessage]) -> AsyncIterator[TextDelta | Usage]:
         reply = demo_reply(messages)
         words = reply.split(" ")
         for i, word in enumerate(words):

@@ -1,0 +1,97 @@
+"""Ends answers whose generating instance died: every instance runs one.
+
+A generation holds a lease it renews every few seconds. A ``streaming`` message older than
+two lease periods whose lease is gone on two sweeps in a row is ended ``failed`` with the
+text in its log (or its last checkpoint), and its subscribers get ``message.done``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+from uuid import UUID
+
+import msgspec
+
+from chatrt.bus.base import EventBus
+from chatrt.clock import utcnow
+from chatrt.conversations.messages import to_message
+from chatrt.generation.store import Outcome, finish, stale_streaming
+from chatrt.realtime import publish
+from chatrt.realtime.channels import lease_key, message_log, unpack
+from chatrt.realtime.frames import MessageDelta
+from chatrt.settings import Settings
+
+logger = logging.getLogger("chatrt.sweeper")
+_DELTA = msgspec.json.Decoder(MessageDelta)
+
+
+async def logged_text(bus: EventBus, message_id: UUID) -> str | None:
+    """The text the log holds for a message, or None without a log."""
+    entries = await bus.read_log(message_log(message_id), 0)
+    if entries is None:
+        return None
+    return "".join(_DELTA.decode(unpack(entry.data).frame).delta for entry in entries)
+
+
+class Sweeper:
+    def __init__(self, bus: EventBus, settings: Settings) -> None:
+        self._bus = bus
+        self._settings = settings
+        self._suspects: set[UUID] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    async def sweep_once(self) -> int:
+        """One pass; how many messages it ended."""
+        lease_ttl = self._settings.generation.lease_ttl_s
+        rows = await stale_streaming(utcnow() - timedelta(seconds=2 * lease_ttl))
+        suspects: set[UUID] = set()
+        ended = 0
+        for row in rows:
+            message_id: UUID = row["id"]
+            if await self._bus.lease_holder(lease_key(message_id)) is not None:
+                continue
+            if message_id not in self._suspects:
+                suspects.add(message_id)  # seen once; a second pass confirms
+                continue
+            text = await logged_text(self._bus, message_id)
+            content = text if text is not None and len(text) >= len(row["content"]) else None
+            outcome = Outcome(
+                status="failed",
+                content=content if content is not None else row["content"],
+                ai_model=None,
+                provider=None,
+                prompt_tokens=None,
+                completion_tokens=None,
+                response_time_ms=None,
+                time_to_first_token_ms=None,
+                error_code="instance_lost",
+            )
+            finished = await finish(message_id, outcome)
+            if finished is not None:
+                ended += 1
+                logger.warning("ended an orphaned answer", extra={"message_id": str(message_id)})
+                message = to_message(finished, self._settings.server.default_locale)
+                await publish.message_done(self._bus, message)
+        self._suspects = suspects
+        return ended
+
+    async def run_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.generation.sweep_interval_s)
+            try:
+                await self.sweep_once()
+            except Exception:
+                logger.exception("sweep failed")
+
+    async def __aenter__(self) -> Sweeper:
+        self._task = asyncio.create_task(self.run_forever(), name="sweeper")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

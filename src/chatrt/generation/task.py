@@ -1,0 +1,209 @@
+"""One answer, from prompt to final row: stream, coalesce, log, publish, checkpoint, finish."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import msgspec
+
+from chatrt.bus.base import EventBus
+from chatrt.conversations import service as conversations
+from chatrt.conversations.messages import to_message
+from chatrt.generation.coalescer import Coalescer
+from chatrt.generation.job import Job
+from chatrt.generation.prompt import build_prompt
+from chatrt.generation.store import Outcome, checkpoint, finish
+from chatrt.generation.titles import name_conversation
+from chatrt.providers.base import ProviderError, Started, TextDelta, Usage
+from chatrt.providers.chain import ProviderChain
+from chatrt.realtime import publish
+from chatrt.realtime.channels import (
+    DELTA,
+    conversation_channel,
+    lease_key,
+    message_log,
+    pack,
+)
+from chatrt.realtime.frames import ENCODER, MessageDelta
+from chatrt.settings import Settings
+
+logger = logging.getLogger("chatrt.generation")
+
+
+class Generation:
+    def __init__(
+        self,
+        job: Job,
+        bus: EventBus,
+        chain: ProviderChain,
+        settings: Settings,
+        instance_id: str,
+    ) -> None:
+        self.job = job
+        self._bus = bus
+        self._chain = chain
+        self._settings = settings.generation
+        self._locale = settings.server.default_locale
+        self._owner = instance_id
+        self._log = message_log(job.message_id)
+        self._lease = lease_key(job.message_id)
+        self._channel = conversation_channel(job.conversation_id)
+        self._coalescer = Coalescer(self._emit, self._settings.flush_interval_ms / 1000)
+        self._ended_elsewhere = False
+        self._main: asyncio.Task[None] | None = None
+
+    async def _emit(self, seq: int, text: str) -> None:
+        frame = ENCODER.encode(
+            MessageDelta(
+                conversation_id=self.job.conversation_id,
+                message_id=self.job.message_id,
+                seq=seq,
+                delta=text,
+            )
+        )
+        await self._bus.append_and_publish(
+            self._log,
+            seq,
+            self._channel,
+            pack(DELTA, frame, self.job.message_id, seq),
+            self._settings.stream_log_ttl_s,
+        )
+
+    async def _keep_alive(self) -> None:
+        """Renew the lease and checkpoint the text until cancelled."""
+        ttl = self._settings.lease_ttl_s
+        every = min(ttl / 3, self._settings.checkpoint_interval_s)
+        last_checkpoint = time.monotonic()
+        saved = ""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                if not await self._bus.renew_lease(self._lease, self._owner, ttl):
+                    # Lapsed (e.g. Redis restarted): take it back unless someone else has it.
+                    await self._bus.acquire_lease(self._lease, self._owner, ttl)
+            except Exception as exc:
+                logger.warning("lease renewal failed", extra={"error": repr(exc)})
+            if time.monotonic() - last_checkpoint >= self._settings.checkpoint_interval_s:
+                last_checkpoint = time.monotonic()
+                text = self._coalescer.text
+                if text != saved:
+                    if not await checkpoint(self.job.message_id, text):
+                        # Someone ended the row (the sweeper, an orphan cancel): stop here.
+                        self._ended_elsewhere = True
+                        if self._main is not None:
+                            self._main.cancel()
+                        return
+                    saved = text
+
+    async def run(self, cancel_reason: Callable[[], str]) -> None:
+        job = self.job
+        started = time.perf_counter()
+        first_token_at: float | None = None
+        usage: Usage | None = None
+        provider: str | None = None
+        model: str | None = None
+        status, error_code = "complete", None
+        self._main = asyncio.current_task()
+        try:
+            await self._bus.acquire_lease(self._lease, self._owner, self._settings.lease_ttl_s)
+            await self._bus.open_log(self._log, self._settings.stream_log_ttl_s)
+        except Exception as exc:
+            # The bus is down: still answer; the row is the record.
+            logger.warning("bus unavailable at generation start", extra={"error": repr(exc)})
+        keeper = asyncio.create_task(self._keep_alive())
+        ticker = asyncio.create_task(self._coalescer.tick_forever())
+        try:
+            prompt = await build_prompt(
+                job.conversation_id,
+                job.message_index,
+                job.system_prompt,
+                self._settings.context_budget_chars,
+            )
+            events = self._chain.stream(prompt, job.model)
+            try:
+                async for event in events:
+                    if isinstance(event, TextDelta):
+                        if first_token_at is None:
+                            first_token_at = time.perf_counter()
+                        await self._coalescer.add(event.text)
+                    elif isinstance(event, Started):
+                        provider, model = event.provider, event.model
+                    elif isinstance(event, Usage):
+                        usage = event
+            finally:
+                # Closes the upstream HTTP response at once, also on cancel.
+                await events.aclose()
+        except asyncio.CancelledError:
+            status = cancel_reason()
+            error_code = "shutdown" if status == "failed" else None
+        except ProviderError as exc:
+            status = "failed"
+            error_code = "all_providers_failed" if first_token_at is None else "provider_failed"
+            logger.warning(
+                "generation failed",
+                extra={"message_id": str(job.message_id), "provider_error": exc.code},
+            )
+        except Exception:
+            logger.exception("generation crashed", extra={"message_id": str(job.message_id)})
+            status, error_code = "failed", "internal_error"
+        finally:
+            for task in (keeper, ticker):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self._ended_elsewhere:
+            return
+        # Shielded: a second cancel must not stop the row from leaving ``streaming``.
+        await asyncio.shield(
+            self._finish(
+                Outcome(
+                    status=status,
+                    content="",
+                    ai_model=model,
+                    provider=provider,
+                    prompt_tokens=usage.prompt_tokens if usage else None,
+                    completion_tokens=usage.completion_tokens if usage else None,
+                    usage_estimated=usage.estimated if usage else False,
+                    response_time_ms=_ms(time.perf_counter() - started),
+                    time_to_first_token_ms=(
+                        _ms(first_token_at - started) if first_token_at is not None else None
+                    ),
+                    error_code=error_code,
+                )
+            )
+        )
+
+    async def _finish(self, outcome: Outcome) -> None:
+        job = self.job
+        await self._coalescer.flush()
+        outcome = msgspec.structs.replace(outcome, content=self._coalescer.text)
+        row = await finish(job.message_id, outcome)
+        if row is None:
+            return
+        message = to_message(row, self._locale)
+        await _quietly(publish.message_done(self._bus, message))
+        await _quietly(self._bus.expire_log(self._log, self._settings.stream_log_ttl_s))
+        await _quietly(self._bus.release_lease(self._lease, self._owner))
+        if outcome.status == "complete" and job.title is None and job.message_index == 1:
+            await _quietly(name_conversation(job, self._chain, outcome.provider, self._bus))
+        await _quietly(self._conversation_updated())
+
+    async def _conversation_updated(self) -> None:
+        conversation = await conversations.get(self.job.user_id, self.job.conversation_id)
+        await publish.conversation_updated(self._bus, self.job.user_id, conversation)
+
+
+async def _quietly(step: Awaitable[None]) -> None:
+    """Best-effort follow-ups: the row is final; a bus hiccup must not undo that."""
+    try:
+        await step
+    except Exception as exc:
+        logger.warning("post-generation step failed", extra={"error": repr(exc)})
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)

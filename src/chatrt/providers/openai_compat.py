@@ -1,0 +1,126 @@
+"""Any OpenAI-compatible chat completions server (OpenAI, vLLM, Ollama, llama.cpp, LM Studio).
+
+The ``openai`` client sends the request (auth, timeouts, error classes); the SSE body is
+read line by line and each ``data:`` line decoded with msgspec, which is about ten times
+faster than iterating the client's typed chunk objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx2
+import msgspec
+from openai import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AsyncOpenAI,
+)
+
+from chatrt.providers.base import (
+    PromptMessage,
+    Provider,
+    ProviderError,
+    TextDelta,
+    Usage,
+    estimate_tokens,
+)
+from chatrt.settings import ProviderSettings
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None
+
+
+class _Choice(msgspec.Struct):
+    delta: _Delta = msgspec.field(default_factory=_Delta)
+    finish_reason: str | None = None
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class _Chunk(msgspec.Struct):
+    choices: list[_Choice] = msgspec.field(default_factory=list)
+    usage: _Usage | None = None
+
+
+_CHUNK = msgspec.json.Decoder(_Chunk)
+
+
+def _retryable_status(status: int) -> bool:
+    return status == 429 or status >= 500
+
+
+class OpenAICompatibleProvider(Provider):
+    def __init__(
+        self, settings: ProviderSettings, connect_timeout_s: float, read_timeout_s: float
+    ) -> None:
+        self.name = settings.name
+        self.model = settings.model
+        # No client retries: the chain's fallback and circuit breaker decide what happens next.
+        self._client = AsyncOpenAI(
+            base_url=settings.base_url,
+            api_key=settings.api_key or "unused",
+            max_retries=0,
+            timeout=httpx2.Timeout(
+                connect=connect_timeout_s,
+                read=read_timeout_s,
+                write=read_timeout_s,
+                pool=connect_timeout_s,
+            ),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def stream(self, messages: list[PromptMessage]) -> AsyncIterator[TextDelta | Usage]:
+        payload = [{"role": m.role, "content": m.content} for m in messages]
+        produced: list[str] = []
+        usage: Usage | None = None
+        try:
+            async with self._client.chat.completions.with_streaming_response.create(  # type: ignore[call-overload]
+                model=self.model,
+                messages=payload,
+                stream=True,
+                stream_options={"include_usage": True},
+            ) as response:
+                async for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    try:
+                        chunk = _CHUNK.decode(data)
+                    except msgspec.DecodeError:
+                        raise ProviderError(
+                            "bad_provider_response", retryable=not produced
+                        ) from None
+                    for choice in chunk.choices:
+                        if choice.delta.content:
+                            produced.append(choice.delta.content)
+                            yield TextDelta(choice.delta.content)
+                    if chunk.usage is not None:
+                        usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+        except APITimeoutError:
+            raise ProviderError("provider_timeout", retryable=not produced) from None
+        except APIConnectionError:
+            raise ProviderError("provider_unreachable", retryable=not produced) from None
+        except APIStatusError as exc:
+            raise ProviderError(
+                f"provider_http_{exc.status_code}",
+                retryable=not produced and _retryable_status(exc.status_code),
+            ) from None
+        except httpx2.HTTPError:
+            raise ProviderError("provider_unreachable", retryable=not produced) from None
+        if usage is None:
+            usage = Usage(
+                sum(estimate_tokens(m.content) for m in messages),
+                estimate_tokens("".join(produced)),
+                estimated=True,
+            )
+        yield usage

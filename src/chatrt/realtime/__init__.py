@@ -1,0 +1,1 @@
+"""The WebSocket and SSE side: frames, channels, subscriptions and delivery."""

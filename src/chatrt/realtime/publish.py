@@ -1,0 +1,42 @@
+"""Putting server frames on the bus, wrapped in their routing envelope."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from chatrt.bus.base import EventBus
+from chatrt.conversations.schemas import ConversationOut, MessageOut
+from chatrt.realtime.channels import (
+    DONE,
+    OTHER,
+    conversation_channel,
+    pack,
+    user_channel,
+)
+from chatrt.realtime.frames import (
+    ENCODER,
+    ConversationDeleted,
+    ConversationUpdated,
+    MessageCreated,
+    MessageDone,
+)
+
+
+async def message_created(bus: EventBus, message: MessageOut) -> None:
+    frame = ENCODER.encode(MessageCreated(message=message))
+    await bus.publish(conversation_channel(message.conversation_id), pack(OTHER, frame))
+
+
+async def message_done(bus: EventBus, message: MessageOut) -> None:
+    frame = ENCODER.encode(MessageDone(message=message))
+    await bus.publish(conversation_channel(message.conversation_id), pack(DONE, frame, message.id))
+
+
+async def conversation_updated(bus: EventBus, user_id: UUID, conversation: ConversationOut) -> None:
+    frame = ENCODER.encode(ConversationUpdated(conversation=conversation))
+    await bus.publish(user_channel(user_id), pack(OTHER, frame))
+
+
+async def conversation_deleted(bus: EventBus, user_id: UUID, conversation_id: UUID) -> None:
+    frame = ENCODER.encode(ConversationDeleted(conversation_id=conversation_id))
+    await bus.publish(user_channel(user_id), pack(OTHER, frame))
