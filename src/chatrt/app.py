@@ -17,7 +17,6 @@ from litestar.di import Provide
 from litestar.middleware.session.server_side import ServerSideSessionBackend
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
 from litestar.security.session_auth import SessionAuth
 from litestar.stores.base import Store
 from litestar.stores.memory import MemoryStore
@@ -27,6 +26,7 @@ import chatrt
 from chatrt.auth.controller import AuthController
 from chatrt.auth.csrf import SESSION_COOKIE, csrf_middleware
 from chatrt.auth.guards import retrieve_user
+from chatrt.auth.passwords import Passwords
 from chatrt.auth.schemas import UserOut
 from chatrt.auth.sessions import RotatingSessionConfig
 from chatrt.bus.base import EventBus
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             if redis_client is not None:
                 stack.push_async_callback(redis_client.aclose)
             await stack.enter_async_context(database(settings.db))
+            app.state.passwords = Passwords()
             bus: EventBus
             if redis_client is not None and settings.redis.url is not None:
                 bus = await stack.enter_async_context(RedisBus(redis_client, settings.redis.url))
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "settings": Provide(_settings, sync_to_thread=False),
             "generations": Provide(_generations, sync_to_thread=False),
             "bus": Provide(_bus, sync_to_thread=False),
+            "passwords": Provide(_passwords, sync_to_thread=False),
             "redis": Provide(lambda: redis_client, sync_to_thread=False),
         },
         on_app_init=[session_auth.on_app_init],
@@ -123,13 +125,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
             '`{"error": {"code", "message", "details"}}`.',
             path="/schema",
             render_plugins=[SwaggerRenderPlugin(path="/swagger")],
-            components=Components(
-                security_schemes={
-                    "session": SecurityScheme(
-                        type="apiKey", name=SESSION_COOKIE, security_scheme_in="cookie"
-                    )
-                }
-            ),
         ),
         debug=False,
     )
@@ -145,6 +140,11 @@ def _stores(redis_client: aredis.Redis | None) -> dict[str, Store]:
 def _settings(state: State) -> Settings:
     settings: Settings = state.settings
     return settings
+
+
+def _passwords(state: State) -> Passwords:
+    passwords: Passwords = state.passwords
+    return passwords
 
 
 def _bus(state: State) -> EventBus:

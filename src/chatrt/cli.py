@@ -59,6 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         try:
             settings.require_secret_key()
+            if args.workers > 1 and settings.redis.url is None:
+                raise SettingsError(
+                    "CHATRT_REDIS_URL: --workers above 1 needs Redis, so that every worker "
+                    "sees the same sessions and events"
+                )
         except SettingsError as exc:
             print(f"chatrt: configuration error: {exc}", file=sys.stderr)
             return 2
@@ -67,7 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "migrate":
             return _migrate()
-        older = args.older_than or timedelta(days=settings.limits.retention_days)
+        older = args.older_than
+        if older is None:
+            older = timedelta(days=settings.limits.retention_days)
         return asyncio.run(_purge(settings, older))
     except Exception as exc:
         # Operators need the cause in one line, not a traceback.

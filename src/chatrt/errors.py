@@ -40,6 +40,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "โทเค็น CSRF ขาดหายหรือไม่ถูกต้อง",
         "The CSRF token is missing or wrong.",
     ),
+    "origin_not_allowed": (
+        "ไม่อนุญาตให้เว็บไซต์นี้ส่งคำขอ",
+        "Requests from this site are not allowed.",
+    ),
     "not_found": ("ไม่พบสิ่งที่ต้องการ", "Not found."),
     "conversation_not_found": ("ไม่พบบทสนทนา", "Conversation not found."),
     "message_not_found": ("ไม่พบข้อความ", "Message not found."),
@@ -228,6 +232,9 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     elif isinstance(exc, HTTPException):
         status, headers = exc.status_code, exc.headers
         code = STATUS_CODES.get(status, "internal_error" if status >= 500 else "bad_request")
+    elif isinstance(exc, (UnicodeDecodeError, RecursionError)):
+        # Undecodable or absurdly nested bodies: the client's fault, not ours.
+        status, code = HTTP_400_BAD_REQUEST, "bad_request"
     else:
         logger.exception(
             "unhandled error", extra={"path": request.url.path, "method": request.method}

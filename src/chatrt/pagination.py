@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 import msgspec
@@ -14,6 +15,10 @@ from chatrt.errors import AppError
 T = TypeVar("T")
 
 Limit = Annotated[int, Parameter(ge=1, le=100, description="Page size, 1 to 100 (default 25).")]
+# Cursor keys are range-checked like any input: a forged cursor must not reach the database.
+MessageIndex = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+
 Cursor = Annotated[
     str | None,
     Parameter(max_length=512, description="Opaque cursor from the previous page's next_cursor."),

@@ -173,7 +173,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ),
             server=ServerSettings(
                 secret_key=secret,
-                allowed_origins=env.get("CHATRT_ALLOWED_ORIGINS", _csv, DEFAULT_ORIGINS),
+                allowed_origins=env.get("CHATRT_ALLOWED_ORIGINS", _origins, DEFAULT_ORIGINS),
                 allowed_hosts=env.get("CHATRT_ALLOWED_HOSTS", _csv, ("*",)),
                 cookie_secure=env.get("CHATRT_COOKIE_SECURE", _bool, False),
                 default_locale=env.get("CHATRT_DEFAULT_LOCALE", _locale, "th"),
@@ -248,6 +248,14 @@ def _bool(raw: str) -> bool:
 
 def _csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = _csv(raw)
+    if "*" in origins:
+        # With credentials, "*" would let any site act as the signed-in user.
+        raise ValueError("list the allowed origins; '*' is not accepted")
+    return origins
 
 
 def _locale(raw: str) -> Locale:

@@ -372,3 +372,8 @@ def test_from_env_does_not_mutate_the_mapping() -> None:
     Settings.from_env(env)
 
     assert env == {"CHATRT_DEFAULT_LOCALE": " en "}
+
+
+def test_a_wildcard_origin_is_refused() -> None:
+    with pytest.raises(SettingsError, match="^CHATRT_ALLOWED_ORIGINS: "):
+        Settings.from_env({"CHATRT_ALLOWED_ORIGINS": "https://a.example,*"})

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from chatrt.auth import service
 from chatrt.auth.csrf import issue_csrf_cookie
+from chatrt.auth.passwords import Passwords
 from chatrt.auth.schemas import LoginIn, RegisterIn, UserEnvelope, UserOut
 from chatrt.auth.sessions import start_session
 from chatrt.errors import error_responses
@@ -30,9 +32,12 @@ class AuthController(Controller):
         responses=error_responses(400, 409, 413, 422),
     )
     async def register(
-        self, request: AuthRequest, data: JSONBody[RegisterIn]
+        self,
+        request: AuthRequest,
+        data: JSONBody[RegisterIn],
+        passwords: NamedDependency[Passwords],
     ) -> Response[UserEnvelope]:
-        user = await service.register(data)
+        user = await service.register(data, passwords)
         return _signed_in(request, user, HTTP_201_CREATED)
 
     @post(
@@ -43,8 +48,13 @@ class AuthController(Controller):
         summary="Sign in (the session id is always replaced)",
         responses=error_responses(400, 401, 413, 422),
     )
-    async def login(self, request: AuthRequest, data: JSONBody[LoginIn]) -> Response[UserEnvelope]:
-        user = await service.authenticate(data)
+    async def login(
+        self,
+        request: AuthRequest,
+        data: JSONBody[LoginIn],
+        passwords: NamedDependency[Passwords],
+    ) -> Response[UserEnvelope]:
+        user = await service.authenticate(data, passwords)
         return _signed_in(request, user, HTTP_200_OK)
 
     @post(

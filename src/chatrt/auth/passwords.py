@@ -1,27 +1,34 @@
-"""argon2id password hashing, run off the event loop."""
+"""argon2id password hashing, run off the event loop in a small pool of its own."""
 
 from __future__ import annotations
 
+import anyio
 import anyio.to_thread
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-_HASHER = PasswordHasher()  # argon2id, RFC 9106 low-memory profile
-# Verified against when the email is unknown, so both paths cost one argon2 verification.
-_DUMMY_HASH = _HASHER.hash("chatrt-timing-equaliser")
 
+class Passwords:
+    """Hash and verify passwords; one per app (its limiter belongs to the app's loop)."""
 
-async def hash_password(password: str) -> str:
-    return await anyio.to_thread.run_sync(_HASHER.hash, password)
+    def __init__(self, concurrency: int = 4) -> None:
+        self._hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile
+        # Each hash holds 64 MiB; a small pool bounds memory and leaves threads for the rest.
+        self._limiter = anyio.CapacityLimiter(concurrency)
+        # Verified against when the email is unknown, so both paths cost one verification.
+        self._dummy = self._hasher.hash("chatrt-timing-equaliser")
 
+    async def hash(self, password: str) -> str:
+        return await anyio.to_thread.run_sync(self._hasher.hash, password, limiter=self._limiter)
 
-async def verify_password(password_hash: str | None, password: str) -> bool:
-    """True when ``password`` matches; a missing hash still spends the same work and says False."""
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        """True when ``password`` matches; a missing hash costs the same work and says False."""
 
-    def verify() -> bool:
-        try:
-            return _HASHER.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
-        except (VerificationError, InvalidHashError):
-            return False
+        def check() -> bool:
+            try:
+                matched = self._hasher.verify(password_hash or self._dummy, password)
+            except (VerificationError, InvalidHashError):
+                return False
+            return matched and password_hash is not None
 
-    return await anyio.to_thread.run_sync(verify)
+        return await anyio.to_thread.run_sync(check, limiter=self._limiter)

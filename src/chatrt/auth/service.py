@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from uuid import UUID
 
-from chatrt.auth.passwords import hash_password, verify_password
+from chatrt.auth.passwords import Passwords
 from chatrt.auth.schemas import LoginIn, RegisterIn, UserOut
 from chatrt.clock import utcnow
 from chatrt.db.errors import is_unique_violation
@@ -15,7 +15,7 @@ from chatrt.errors import AppError
 _USER_COLUMNS = (User.id, User.email, User.display_name, User.created_at)
 
 
-async def register(data: RegisterIn) -> UserOut:
+async def register(data: RegisterIn, passwords: Passwords) -> UserOut:
     """Create a user; 409 ``email_taken`` when the (lower-cased) email exists."""
     email = data.email.strip().lower()
     now = utcnow()
@@ -25,7 +25,7 @@ async def register(data: RegisterIn) -> UserOut:
         display_name=(data.display_name or email.split("@")[0]).strip()[:100] or email[:100],
         created_at=now,
     )
-    password_hash = await hash_password(data.password)
+    password_hash = await passwords.hash(data.password)
     try:
         await User.insert(
             User(
@@ -44,7 +44,7 @@ async def register(data: RegisterIn) -> UserOut:
     return user
 
 
-async def authenticate(data: LoginIn) -> UserOut:
+async def authenticate(data: LoginIn, passwords: Passwords) -> UserOut:
     """The user for these credentials, or 401 ``invalid_credentials``.
 
     Unknown emails run one argon2 verification too, so both failures look and time alike.
@@ -55,7 +55,7 @@ async def authenticate(data: LoginIn) -> UserOut:
         .first()
     )
     password_hash = row.pop("password_hash") if row else None
-    if not await verify_password(password_hash, data.password) or row is None:
+    if not await passwords.verify(password_hash, data.password) or row is None:
         raise AppError(401, "invalid_credentials")
     return UserOut(**row)
 

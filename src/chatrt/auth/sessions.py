@@ -57,9 +57,9 @@ class RotatingSessionBackend(ServerSideSessionBackend):
             await self.delete(old_id, store=store)
             headers.add(
                 "Set-Cookie",
-                Cookie(value="null", key=self.config.key, expires=0, **cookie_params).to_header(
-                    header=""
-                ),
+                Cookie(
+                    value="null", key=self.config.key, **(cookie_params | {"max_age": 0})
+                ).to_header(header=""),
             )
             return
         known: bytes | None = scope.get(_KNOWN)

@@ -16,7 +16,7 @@ from chatrt.db.engine import write_transaction
 from chatrt.db.errors import is_unique_violation
 from chatrt.db.tables import Conversation, Message
 from chatrt.errors import AppError, localize
-from chatrt.pagination import decode_cursor, encode_cursor
+from chatrt.pagination import MessageIndex, decode_cursor, encode_cursor
 from chatrt.settings import Locale
 
 MESSAGE_COLUMNS = (
@@ -78,7 +78,7 @@ async def list_page(
     user_id: UUID, conversation_id: UUID, limit: int, cursor: str | None, locale: Locale = "th"
 ) -> MessagePage:
     """Newest first, keyset-paginated on the unique ``(conversation_id, message_index)``."""
-    before = decode_cursor(cursor, int) if cursor is not None else None
+    before = decode_cursor(cursor, MessageIndex) if cursor is not None else None
     await _owned_active(user_id, conversation_id)
     rows = await history_query(conversation_id, before, limit + 1)
     items = [to_message(row, locale) for row in rows[:limit]]

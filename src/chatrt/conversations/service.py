@@ -6,7 +6,7 @@ A conversation of someone else's, a soft-deleted one and a missing one all give 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -22,7 +22,7 @@ from chatrt.conversations.schemas import (
 )
 from chatrt.db.tables import Conversation
 from chatrt.errors import AppError
-from chatrt.pagination import decode_cursor, encode_cursor
+from chatrt.pagination import AwareDatetime, decode_cursor, encode_cursor
 
 PREVIEW_CHARS = 200
 
@@ -44,7 +44,7 @@ _NEXT_PAGE = _SELECT + " AND (c.updated_at, c.id) < ({}, {})" + _ORDER
 
 
 class _ListKey(msgspec.Struct, array_like=True, frozen=True):
-    updated_at: datetime
+    updated_at: AwareDatetime
     id: UUID
 
 
@@ -110,6 +110,13 @@ async def get(user_id: UUID, conversation_id: UUID) -> ConversationOut:
     if not rows:
         raise not_found()
     return _to_out(rows[0])
+
+
+async def is_active(conversation_id: UUID) -> bool:
+    exists: bool = await Conversation.exists().where(
+        Conversation.id == conversation_id, Conversation.status == "active"
+    )
+    return exists
 
 
 async def list_page(user_id: UUID, limit: int, cursor: str | None) -> ConversationPage:

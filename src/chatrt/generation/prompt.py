@@ -16,8 +16,9 @@ async def build_prompt(
 ) -> list[PromptMessage]:
     """Oldest-first messages ending just before ``before_index`` that fit ``budget_chars``.
 
-    The newest user message is always included (truncated from the front if it alone is
-    larger than the budget); failed or empty assistant turns are skipped.
+    The system prompt gets at most half the budget (its beginning is kept). The newest message
+    is always included (truncated from the front if it alone is larger than what is left);
+    failed or empty assistant turns are skipped.
     """
     rows = (
         await Message.select(Message.role, Message.content, Message.status)
@@ -25,7 +26,9 @@ async def build_prompt(
         .order_by(Message.message_index, ascending=False)
         .limit(_MAX_TURNS)
     )
-    budget = budget_chars - len(system_prompt or "")
+    # The system prompt may take at most half, so the question itself always fits.
+    system = (system_prompt or "")[: budget_chars // 2]
+    budget = budget_chars - len(system)
     picked: list[PromptMessage] = []
     for row in rows:
         if row["role"] == "assistant" and (row["status"] == "failed" or not row["content"]):
@@ -38,6 +41,6 @@ async def build_prompt(
         budget -= len(content)
         picked.append(PromptMessage(role=row["role"], content=content))
     picked.reverse()
-    if system_prompt:
-        picked.insert(0, PromptMessage(role="system", content=system_prompt))
+    if system:
+        picked.insert(0, PromptMessage(role="system", content=system))
     return picked

@@ -39,6 +39,7 @@ class GenerationRunner:
         self._tasks: dict[UUID, tuple[asyncio.Task[None], UUID]] = {}
         self._reasons: dict[UUID, str] = {}
         self._listener: asyncio.Task[None] | None = None
+        self._cleanups: set[asyncio.Task[None]] = set()
         self.closing = False
 
     @property
@@ -53,7 +54,20 @@ class GenerationRunner:
             name=f"generation:{job.message_id}",
         )
         self._tasks[job.message_id] = (task, job.conversation_id)
-        task.add_done_callback(lambda _: self._tasks.pop(job.message_id, None))
+        task.add_done_callback(lambda done: self._on_done(job, done))
+
+    def _on_done(self, job: Job, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(job.message_id, None)
+        if task.cancelled():
+            # Cancelled before its first step, so ``run`` never ran: end the row here.
+            reason = self._reasons.pop(job.message_id, "cancelled")
+            cleanup = asyncio.create_task(
+                Generation(job, self._bus, self._chain, self._settings, self.instance_id).abandon(
+                    reason
+                )
+            )
+            self._cleanups.add(cleanup)
+            cleanup.add_done_callback(self._cleanups.discard)
 
     def cancel_local(self, message_id: UUID, reason: str = "cancelled") -> bool:
         """Stop a generation running here; it ends with status ``reason``. False if not here."""
@@ -116,6 +130,8 @@ class GenerationRunner:
             for message_id in list(self._tasks):
                 self.cancel_local(message_id, reason="failed")
             await self.wait_idle(grace)
+        if self._cleanups:
+            await asyncio.wait(self._cleanups, timeout=grace)
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):

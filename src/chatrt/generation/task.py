@@ -117,6 +117,9 @@ class Generation:
         keeper = asyncio.create_task(self._keep_alive())
         ticker = asyncio.create_task(self._coalescer.tick_forever())
         try:
+            if not await conversations.is_active(job.conversation_id):
+                # Deleted between the send's commit and this start: nothing to answer.
+                raise asyncio.CancelledError
             prompt = await build_prompt(
                 job.conversation_id,
                 job.message_index,
@@ -174,6 +177,22 @@ class Generation:
                     ),
                     error_code=error_code,
                 )
+            )
+        )
+
+    async def abandon(self, status: str) -> None:
+        """End an answer that never started (cancelled before its first step)."""
+        await self._finish(
+            Outcome(
+                status=status,
+                content="",
+                ai_model=None,
+                provider=None,
+                prompt_tokens=None,
+                completion_tokens=None,
+                response_time_ms=None,
+                time_to_first_token_ms=None,
+                error_code="shutdown" if status == "failed" else None,
             )
         )
 

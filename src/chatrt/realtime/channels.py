@@ -14,7 +14,8 @@ import msgspec
 
 CONTROL = "chatrt:control"
 
-Kind = Literal[b"D", b"F", b"O"]
+Kind = Literal[b"C", b"D", b"F", b"O"]
+CREATED: Final = b"C"  # an assistant message began: its deltas will follow from seq 1
 DELTA: Final = b"D"
 DONE: Final = b"F"
 OTHER: Final = b"O"

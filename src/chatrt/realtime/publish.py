@@ -7,6 +7,7 @@ from uuid import UUID
 from chatrt.bus.base import EventBus
 from chatrt.conversations.schemas import ConversationOut, MessageOut
 from chatrt.realtime.channels import (
+    CREATED,
     DONE,
     OTHER,
     conversation_channel,
@@ -24,7 +25,11 @@ from chatrt.realtime.frames import (
 
 async def message_created(bus: EventBus, message: MessageOut) -> None:
     frame = ENCODER.encode(MessageCreated(message=message))
-    await bus.publish(conversation_channel(message.conversation_id), pack(OTHER, frame))
+    if message.role == "assistant" and message.status == "streaming":
+        payload = pack(CREATED, frame, message.id)
+    else:
+        payload = pack(OTHER, frame)
+    await bus.publish(conversation_channel(message.conversation_id), payload)
 
 
 async def message_done(bus: EventBus, message: MessageOut) -> None:
