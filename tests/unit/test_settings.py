@@ -375,5 +375,5 @@ def test_from_env_does_not_mutate_the_mapping() -> None:
 
 
 def test_a_wildcard_origin_is_refused() -> None:
-    with pytest.raises(SettingsError, match="^CHATRT_ALLOWED_ORIGINS: "):
+    with pytest.raises(SettingsError, match=r"^CHATRT_ALLOWED_ORIGINS: "):
         Settings.from_env({"CHATRT_ALLOWED_ORIGINS": "https://a.example,*"})
