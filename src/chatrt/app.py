@@ -40,6 +40,8 @@ from chatrt.generation.runner import GenerationRunner
 from chatrt.generation.sweeper import Sweeper
 from chatrt.observability.health import live, ready
 from chatrt.providers.factory import provider_chain
+from chatrt.realtime.sse import stream_message
+from chatrt.realtime.ws import ws
 from chatrt.settings import Settings
 
 SESSION_MAX_AGE_S = 14 * 24 * 3600
@@ -97,7 +99,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exclude=["^/health/", "^/schema", "^/metrics$"],
     )
     return Litestar(
-        route_handlers=[AuthController, ConversationController, MessageController, live, ready],
+        route_handlers=[
+            AuthController,
+            ConversationController,
+            MessageController,
+            stream_message,
+            ws,
+            live,
+            ready,
+        ],
         lifespan=[lifespan],
         state=State({"settings": settings, "csrf_config": csrf_config}),
         stores=stores,

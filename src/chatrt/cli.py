@@ -112,6 +112,8 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
         port=port,
         workers=workers,
         proxy_headers=True,
+        # uvicorn closes an oversized frame with 1009 before it reaches the app.
+        ws_max_size=settings.realtime.max_frame_bytes,
         timeout_graceful_shutdown=int(settings.server.shutdown_grace_s) + 5,
     )
     return 0

@@ -100,6 +100,12 @@ async def get_message(
     return to_message(row, locale)
 
 
+async def get_by_id(message_id: UUID, locale: Locale = "th") -> MessageOut | None:
+    """A message by id alone; callers have already checked who may see it."""
+    row = await Message.select(*MESSAGE_COLUMNS).where(Message.id == message_id).first()
+    return to_message(row, locale) if row is not None else None
+
+
 class _AlreadySent(Exception):
     """Rolls back the transaction of a send whose client_message_id was already used."""
 

@@ -16,6 +16,7 @@ from chatrt.conversations import messages
 from chatrt.conversations.schemas import MessageCreate, MessagePage, SendResult
 from chatrt.conversations.submit import submit
 from chatrt.errors import error_responses
+from chatrt.generation.cancel import cancel
 from chatrt.generation.runner import GenerationRunner
 from chatrt.pagination import Cursor, Limit
 from chatrt.settings import Settings
@@ -63,3 +64,21 @@ class MessageController(Controller):
             bus,
             generations,
         )
+
+    @post(
+        "/{message_id:str}/cancel",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Stop an answer; it ends cancelled with the text so far",
+        responses=error_responses(401, 403, 404, 422),
+    )
+    async def cancel(
+        self,
+        request: AuthRequest,
+        conversation_id: FromPath[UUID],
+        message_id: FromPath[UUID],
+        settings: NamedDependency[Settings],
+        bus: NamedDependency[EventBus],
+        generations: NamedDependency[GenerationRunner],
+    ) -> None:
+        await messages.get_message(request.user.id, conversation_id, message_id)
+        await cancel(request.user.id, message_id, bus, generations, settings.server.default_locale)

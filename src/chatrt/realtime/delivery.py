@@ -32,6 +32,10 @@ class Delivery:
         self._last_sent.pop(message_id, None)
         self._finished.discard(message_id)
 
+    def tracked(self) -> list[UUID]:
+        """Answers being followed (started, not yet done)."""
+        return list(self._last_sent)
+
     def is_finished(self, message_id: UUID) -> bool:
         return message_id in self._finished
 

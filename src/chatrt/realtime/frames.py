@@ -104,6 +104,9 @@ class ErrorFrame(_ServerFrame, tag="error", frozen=True):
     retryable: bool = False
     retry_after: float | None = None
     ref: str | None = None
+    # Additions to the contract: what exactly was wrong, and which answer it concerns.
+    details: str | None = None
+    message_id: UUID | None = None
 
 
 ServerFrame = (

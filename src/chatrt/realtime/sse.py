@@ -1,0 +1,105 @@
+"""``GET .../messages/{message_id}/stream?after_seq=N``: one answer as Server-Sent Events.
+
+The same ``message.delta`` and ``message.done`` frames as the WebSocket, from seq N+1, with
+the same live-first-then-log resume; the stream ends after ``message.done``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+from uuid import UUID
+
+from litestar import Request, get
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, Parameter
+from litestar.response import Stream
+
+from chatrt.auth.schemas import UserOut
+from chatrt.bus.base import EventBus
+from chatrt.conversations import messages
+from chatrt.errors import error_responses, localize
+from chatrt.realtime.channels import DELTA, DONE, conversation_channel, unpack
+from chatrt.realtime.delivery import Delivery
+from chatrt.realtime.frames import ENCODER, ErrorFrame, MessageDone
+from chatrt.settings import Settings
+
+HEARTBEAT_S = 15.0
+AfterSeq = Annotated[int, Parameter(ge=0, le=2**31 - 1, description="Last seq already seen.")]
+
+
+def _event(name: str, frame: bytes) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + frame + b"\n\n"
+
+
+@get(
+    "/api/conversations/{conversation_id:str}/messages/{message_id:str}/stream",
+    tags=["messages"],
+    summary="Stream one answer as Server-Sent Events (message.delta, then message.done)",
+    media_type="text/event-stream",
+    responses=error_responses(401, 404, 422),
+)
+async def stream_message(
+    request: Request[UserOut, Any, Any],
+    conversation_id: FromPath[UUID],
+    message_id: FromPath[UUID],
+    settings: NamedDependency[Settings],
+    bus: NamedDependency[EventBus],
+    after_seq: FromQuery[AfterSeq] = 0,
+) -> Stream:
+    locale = settings.server.default_locale
+    # Checked before the stream starts, so a foreign or missing id is a plain 404.
+    await messages.get_message(request.user.id, conversation_id, message_id, locale)
+
+    async def events() -> AsyncIterator[bytes]:
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+        async def send(frame: bytes) -> None:
+            name = "message.done" if b'"type":"message.done"' in frame[:40] else "message.delta"
+            queue.put_nowait(_event(name, frame))
+
+        async def history_lost(lost: UUID) -> None:
+            error = ErrorFrame(
+                code="stream_history_lost",
+                message=localize("stream_history_lost", locale),
+                ref="resume",
+                message_id=lost,
+            )
+            queue.put_nowait(_event("error", ENCODER.encode(error)))
+
+        delivery = Delivery(bus, send, history_lost)
+        async with bus.subscribe() as subscription:
+            await subscription.add(conversation_channel(conversation_id))
+            latest = await messages.get_message(request.user.id, conversation_id, message_id)
+            if latest.status != "streaming":
+                await delivery.finish(
+                    message_id, ENCODER.encode(MessageDone(message=latest)), False
+                )
+            else:
+                await delivery.resume(message_id, after_seq)
+            feed = subscription.__aiter__()
+            while not delivery.is_finished(message_id) or not queue.empty():
+                while not queue.empty():
+                    item = queue.get_nowait()
+                    if item is not None:
+                        yield item
+                if delivery.is_finished(message_id):
+                    break
+                try:
+                    event = await asyncio.wait_for(feed.__anext__(), HEARTBEAT_S)
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+                    continue
+                if event is None:
+                    await delivery.catch_up(message_id)
+                    continue
+                envelope = unpack(event.data)
+                if envelope.message_id == message_id and envelope.kind in (DELTA, DONE):
+                    await delivery.on_event(event.data)
+
+    return Stream(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
