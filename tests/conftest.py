@@ -25,6 +25,7 @@ from litestar import Litestar
 from chatrt.app import create_app
 from chatrt.settings import Settings
 from tests.support.client import Client
+from tests.support.fake_openai import FakeOpenAI
 from tests.support.servers import PostgresServer, RedisServer
 
 SECRET = "test-secret-key-0123456789abcdef"
@@ -67,6 +68,19 @@ def pg_server() -> Iterator[PostgresServer]:
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     with RedisServer(tmp_path_factory.mktemp("redis")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def fake_server() -> Iterator[FakeOpenAI]:
+    """The one thing the suite fakes: an OpenAI-compatible model server on a real port."""
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+def fake(fake_server: FakeOpenAI) -> FakeOpenAI:
+    fake_server.reset()
+    return fake_server
 
 
 @pytest.fixture(scope="session")

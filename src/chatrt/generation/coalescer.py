@@ -26,6 +26,7 @@ class Coalescer:
         self._pending: list[str] = []
         self._pending_chars = 0
         self._stuck: str | None = None
+        self._closed = False
         self._last_flush = 0.0
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -71,10 +72,25 @@ class Coalescer:
             self._last_flush = time.monotonic()
             return True
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Stop the ticker; pending text is left for a last :meth:`flush`."""
+        self._closed = True
+        self._wake.set()
+
     async def tick_forever(self) -> None:
-        """Flush batched text when its interval ends; run as a task beside the reader."""
-        while True:
+        """Flush batched text when its interval ends; run as a task beside the reader.
+
+        Ends on :meth:`close`, not only on cancel: a cancel that lands inside a Redis call
+        can come back as a timeout error, which must not leave the ticker running.
+        """
+        while not self._closed:
             await self._wake.wait()
+            if self._closed:
+                return
             self._wake.clear()
             delay = self._last_flush + self._interval - time.monotonic()
             if delay > 0:

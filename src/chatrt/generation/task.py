@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -55,6 +54,8 @@ class Generation:
         self._coalescer = Coalescer(self._emit, self._settings.flush_interval_ms / 1000)
         self._ended_elsewhere = False
         self._main: asyncio.Task[None] | None = None
+        self._lease_task: asyncio.Task[None] | None = None
+        self._released = False
 
     async def _emit(self, seq: int, text: str) -> None:
         frame = ENCODER.encode(
@@ -73,31 +74,41 @@ class Generation:
             self._settings.stream_log_ttl_s,
         )
 
-    async def _keep_alive(self) -> None:
-        """Renew the lease and checkpoint the text until cancelled."""
+    async def _hold_lease(self) -> None:
+        """Renew the lease every third of its TTL; never waits on anything but Redis."""
         ttl = self._settings.lease_ttl_s
-        every = min(ttl / 3, self._settings.checkpoint_interval_s)
-        last_checkpoint = time.monotonic()
-        saved = ""
-        while True:
-            await asyncio.sleep(every)
+        while not self._released:
+            await asyncio.sleep(ttl / 3)
+            if self._released:
+                return
             try:
                 if not await self._bus.renew_lease(self._lease, self._owner, ttl):
                     # Lapsed (e.g. Redis restarted): take it back unless someone else has it.
                     await self._bus.acquire_lease(self._lease, self._owner, ttl)
             except Exception as exc:
                 logger.warning("lease renewal failed", extra={"error": repr(exc)})
-            if time.monotonic() - last_checkpoint >= self._settings.checkpoint_interval_s:
-                last_checkpoint = time.monotonic()
-                text = self._coalescer.text
-                if text != saved:
-                    if not await checkpoint(self.job.message_id, text):
-                        # Someone ended the row (the sweeper, an orphan cancel): stop here.
-                        self._ended_elsewhere = True
-                        if self._main is not None:
-                            self._main.cancel()
-                        return
-                    saved = text
+
+    async def _checkpoint(self) -> None:
+        """Save the text so far every few seconds, so a Redis loss still leaves it readable.
+
+        Kept apart from the lease: waiting for a database connection under load must not
+        let the lease lapse.
+        """
+        saved = ""
+        while not self._coalescer.closed:
+            await asyncio.sleep(self._settings.checkpoint_interval_s)
+            if self._coalescer.closed:
+                return
+            text = self._coalescer.text
+            if text == saved:
+                continue
+            if not await checkpoint(self.job.message_id, text):
+                # Someone ended the row (the sweeper, an orphan cancel): stop here.
+                self._ended_elsewhere = True
+                if self._main is not None:
+                    self._main.cancel()
+                return
+            saved = text
 
     async def run(self, cancel_reason: Callable[[], str]) -> None:
         job = self.job
@@ -114,8 +125,13 @@ class Generation:
         except Exception as exc:
             # The bus is down: still answer; the row is the record.
             logger.warning("bus unavailable at generation start", extra={"error": repr(exc)})
-        keeper = asyncio.create_task(self._keep_alive())
-        ticker = asyncio.create_task(self._coalescer.tick_forever())
+        # The lease is held until the final row is written, so a slow final write under load
+        # never looks like a dead instance to the sweeper.
+        self._lease_task = asyncio.create_task(self._hold_lease())
+        helpers = [
+            asyncio.create_task(self._checkpoint()),
+            asyncio.create_task(self._coalescer.tick_forever()),
+        ]
         try:
             if not await conversations.is_active(job.conversation_id):
                 # Deleted between the send's commit and this start: nothing to answer.
@@ -154,11 +170,14 @@ class Generation:
             logger.exception("generation crashed", extra={"message_id": str(job.message_id)})
             status, error_code = "failed", "internal_error"
         finally:
-            for task in (keeper, ticker):
+            self._coalescer.close()
+            for task in helpers:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            # Bounded: a helper that swallowed its cancel must not hold the answer hostage.
+            await asyncio.wait(helpers, timeout=2)
         if self._ended_elsewhere:
+            self._released = True
+            self._lease_task.cancel()
             return
         # Shielded: a second cancel must not stop the row from leaving ``streaming``.
         await asyncio.shield(
@@ -197,6 +216,14 @@ class Generation:
         )
 
     async def _finish(self, outcome: Outcome) -> None:
+        try:
+            await self._write_final(outcome)
+        finally:
+            self._released = True
+            if self._lease_task is not None:
+                self._lease_task.cancel()
+
+    async def _write_final(self, outcome: Outcome) -> None:
         job = self.job
         await self._coalescer.flush()
         outcome = msgspec.structs.replace(outcome, content=self._coalescer.text)

@@ -115,6 +115,9 @@ class OpenAICompatibleProvider(Provider):
                 f"provider_http_{exc.status_code}",
                 retryable=not produced and _retryable_status(exc.status_code),
             ) from None
+        except httpx2.TimeoutException:
+            # A stall while reading the body surfaces as httpx2's own timeout.
+            raise ProviderError("provider_timeout", retryable=not produced) from None
         except httpx2.HTTPError:
             raise ProviderError("provider_unreachable", retryable=not produced) from None
         if usage is None:
