@@ -70,14 +70,10 @@ class Live:
         return socket
 
 
-async def start_live(
-    backend: Backend, send_buffer: int | None = None, **env: str
-) -> AsyncIterator[Live]:
+async def start_live(backend: Backend, **env: str) -> AsyncIterator[Live]:
     settings = backend.settings(**(REALTIME_ENV | env))
     app = create_app(settings)
-    async with live_server(
-        app, ws_max_size=settings.realtime.max_frame_bytes + 1024, send_buffer=send_buffer
-    ) as url:
+    async with live_server(app, ws_max_size=settings.realtime.max_frame_bytes + 1024) as url:
         live = Live(url, app)
         try:
             yield live

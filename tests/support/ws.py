@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -23,30 +21,15 @@ class WsClient:
 
     @classmethod
     async def connect(
-        cls,
-        base_url: str,
-        session: str | None,
-        origin: str | None = ORIGIN,
-        receive_buffer: int | None = None,
+        cls, base_url: str, session: str | None, origin: str | None = ORIGIN
     ) -> WsClient:
-        """Connect; ``receive_buffer`` shrinks the TCP receive window (a slow reader)."""
         headers = {}
         if session is not None:
             headers["cookie"] = f"session={session}"
         if origin is not None:
             headers["origin"] = origin
         url = base_url.replace("http://", "ws://") + "/ws"
-        if receive_buffer is None:
-            return cls(await connect(url, additional_headers=headers, max_size=None))
-        host, port = base_url.removeprefix("http://").split(":")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
-        connection = await connect(
-            url, sock=sock, additional_headers=headers, max_size=None, max_queue=1
-        )
-        return cls(connection)
+        return cls(await connect(url, additional_headers=headers, max_size=None))
 
     async def send(self, frame: Frame | str) -> None:
         await self.connection.send(frame if isinstance(frame, str) else json.dumps(frame))

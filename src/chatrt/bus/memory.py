@@ -2,43 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from chatrt.bus.base import Event, EventBus, LogEntry, Subscription
+from chatrt.bus.inbox import InboxSubscription
 
 
-class BoundedInbox:
-    """A subscriber's queue. Overflow policy: drop the event and report a gap (``None``)."""
-
-    def __init__(self, size: int) -> None:
-        self._queue: asyncio.Queue[Event | None] = asyncio.Queue(size)
-        self._lost = False
-
-    def put(self, item: Event | None) -> None:
-        if item is not None and self._lost:
-            return  # still behind: the consumer repairs from the logs after the gap marker
-        try:
-            self._queue.put_nowait(item)
-        except asyncio.QueueFull:
-            self._lost = True
-
-    async def get(self) -> Event | None:
-        item = await self._queue.get()
-        if self._queue.empty() and self._lost:
-            self._lost = False
-            self._queue.put_nowait(None)
-        return item
-
-
-class MemorySubscription(Subscription):
+class MemorySubscription(InboxSubscription):
     def __init__(self, bus: MemoryBus, size: int) -> None:
+        super().__init__(size)
         self._bus = bus
-        self.inbox = BoundedInbox(size)
-        self.channels: set[str] = set()
 
     async def add(self, *channels: str) -> None:
         for channel in channels:
@@ -53,10 +29,6 @@ class MemorySubscription(Subscription):
                 subscribers.discard(self)
                 if not subscribers:
                     del self._bus._subscribers[channel]
-
-    async def __aiter__(self) -> AsyncIterator[Event | None]:
-        while True:
-            yield await self.inbox.get()
 
 
 class _Log:

@@ -22,7 +22,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from chatrt.bus.base import Event, EventBus, LogEntry, Subscription
-from chatrt.bus.memory import BoundedInbox
+from chatrt.bus.inbox import InboxSubscription
 
 logger = logging.getLogger("chatrt.bus")
 
@@ -56,11 +56,10 @@ def _seq(stream_id: bytes | str) -> int:
     return int(raw.split("-", 1)[0])
 
 
-class RedisSubscription(Subscription):
+class RedisSubscription(InboxSubscription):
     def __init__(self, bus: RedisBus, size: int) -> None:
+        super().__init__(size)
         self._bus = bus
-        self.inbox = BoundedInbox(size)
-        self.channels: set[str] = set()
 
     async def add(self, *channels: str) -> None:
         new = [c for c in channels if c not in self.channels]
@@ -71,10 +70,6 @@ class RedisSubscription(Subscription):
         gone = [c for c in channels if c in self.channels]
         self.channels.difference_update(gone)
         await self._bus._detach(self, gone)
-
-    async def __aiter__(self) -> AsyncIterator[Event | None]:
-        while True:
-            yield await self.inbox.get()
 
 
 class RedisBus(EventBus):

@@ -62,12 +62,6 @@ async def cancel(
         Outcome(
             status="cancelled",
             content=text if text is not None else str(row["content"]),
-            ai_model=None,
-            provider=None,
-            prompt_tokens=None,
-            completion_tokens=None,
-            response_time_ms=None,
-            time_to_first_token_ms=None,
         ),
     )
     if ended is not None:

@@ -18,13 +18,13 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
 
     status: str
     content: str
-    ai_model: str | None
-    provider: str | None
-    prompt_tokens: int | None
-    completion_tokens: int | None
+    ai_model: str | None = None
+    provider: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
     usage_estimated: bool = False
-    response_time_ms: int | None
-    time_to_first_token_ms: int | None
+    response_time_ms: int | None = None
+    time_to_first_token_ms: int | None = None
     error_code: str | None = None
 
 

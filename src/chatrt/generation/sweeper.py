@@ -61,12 +61,6 @@ class Sweeper:
             outcome = Outcome(
                 status="failed",
                 content=content if content is not None else row["content"],
-                ai_model=None,
-                provider=None,
-                prompt_tokens=None,
-                completion_tokens=None,
-                response_time_ms=None,
-                time_to_first_token_ms=None,
                 error_code="instance_lost",
             )
             finished = await finish(message_id, outcome)

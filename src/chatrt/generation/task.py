@@ -205,12 +205,6 @@ class Generation:
             Outcome(
                 status=status,
                 content="",
-                ai_model=None,
-                provider=None,
-                prompt_tokens=None,
-                completion_tokens=None,
-                response_time_ms=None,
-                time_to_first_token_ms=None,
                 error_code="shutdown" if status == "failed" else None,
             )
         )
