@@ -75,19 +75,21 @@ async def test_no_switch_after_the_first_token(pair: Live, fake: FakeOpenAI) -> 
     assert fake.requests("secondary") == 0
 
 
+@pytest.mark.parametrize(("locale", "text"), [("th", 0), ("en", 1)])
 async def test_all_providers_down_ends_failed_with_a_friendly_text(
-    pair: Live, fake: FakeOpenAI
+    backend: Backend, fake: FakeOpenAI, locale: str, text: int
 ) -> None:
     fake.script("primary", Script(status=500))
     fake.script("secondary", Script(status=503))
-    done = await _answer(pair)
-    assert done["status"] == "failed"
-    assert done["content"] == ""
-    assert done["error"] == {
-        "code": "all_providers_failed",
-        "message": MESSAGES["all_providers_failed"][0],
-    }
-    assert MESSAGES["all_providers_failed"][1].startswith("Sorry")
+    env = providers_env(fake, "primary", "secondary")
+    async for live in start_live(backend, CHATRT_PROVIDERS=env, CHATRT_DEFAULT_LOCALE=locale):
+        done = await _answer(live)
+        assert done["status"] == "failed"
+        assert done["content"] == ""
+        assert done["error"] == {
+            "code": "all_providers_failed",
+            "message": MESSAGES["all_providers_failed"][text],
+        }
 
 
 async def test_the_circuit_breaker_skips_a_primary_that_keeps_failing(

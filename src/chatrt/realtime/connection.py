@@ -148,6 +148,10 @@ class Connection:
     def _close(self, code: int) -> None:
         if self.close_code is None:
             self.close_code = code
+            # Operators want to see limits biting; the log carries ids and the code only.
+            logger.info(
+                "closing websocket", extra={"close_code": code, "user_id": str(self._user.id)}
+            )
         self._stop.set()
 
     # -- lifecycle --------------------------------------------------------
