@@ -82,6 +82,7 @@ class RealtimeSettings(msgspec.Struct, frozen=True, kw_only=True):
     frames_per_second: float = 20.0
     frame_burst: int = 60
     send_queue_frames: int = 2048
+    sse_heartbeat_s: float = 15.0
 
 
 class DemoSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -167,6 +168,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 frames_per_second=env.get("CHATRT_WS_FRAMES_PER_SECOND", _positive_float, 20.0),
                 frame_burst=env.get("CHATRT_WS_FRAME_BURST", _positive_int, 60),
                 send_queue_frames=env.get("CHATRT_WS_SEND_QUEUE_FRAMES", _positive_int, 2048),
+                sse_heartbeat_s=env.get("CHATRT_SSE_HEARTBEAT_S", _positive_float, 15.0),
             ),
             demo=DemoSettings(
                 chunk_delay_ms=env.get("CHATRT_DEMO_CHUNK_DELAY_MS", _non_negative_int, 30),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -36,6 +36,21 @@ def cluster(
 
 
 @pytest.fixture
+async def ws_open() -> AsyncIterator[Callable[[str, str], Awaitable[WsClient]]]:
+    """Connect sockets that are closed at teardown, also when the test fails."""
+    opened: list[WsClient] = []
+
+    async def connect(url: str, session: str) -> WsClient:
+        socket = await WsClient.connect(url, session)
+        opened.append(socket)
+        return socket
+
+    yield connect
+    for socket in opened:
+        await socket.close()
+
+
+@pytest.fixture
 async def clients() -> AsyncIterator[list[httpx.AsyncClient]]:
     opened: list[httpx.AsyncClient] = []
     yield opened
@@ -61,14 +76,17 @@ def _as(client: Client, instance: Instance, opened: list[httpx.AsyncClient]) -> 
 
 
 async def test_a_subscriber_on_b_sees_exactly_the_deltas_of_a_generation_on_a(
-    cluster: tuple[Instance, Instance], fake: FakeOpenAI, clients: list[httpx.AsyncClient]
+    cluster: tuple[Instance, Instance],
+    fake: FakeOpenAI,
+    clients: list[httpx.AsyncClient],
+    ws_open: Callable[[str, str], Awaitable[WsClient]],
 ) -> None:
     a, b = cluster
     fake.script("primary", Script(tokens=[f"t{i} " for i in range(200)], delay_s=0.002))
     alice = await _user_on(a, clients)
     conversation = await alice.create_conversation()
-    on_a = await WsClient.connect(a.url, alice.session)
-    on_b = await WsClient.connect(b.url, alice.session)
+    on_a = await ws_open(a.url, alice.session)
+    on_b = await ws_open(b.url, alice.session)
     for ws in (on_a, on_b):
         await ws.send({"type": "subscribe", "conversation_id": conversation["id"]})
         await ws.recv()
@@ -89,7 +107,10 @@ async def test_a_subscriber_on_b_sees_exactly_the_deltas_of_a_generation_on_a(
 
 
 async def test_one_client_message_id_sent_to_both_instances_runs_once(
-    cluster: tuple[Instance, Instance], fake: FakeOpenAI, clients: list[httpx.AsyncClient]
+    cluster: tuple[Instance, Instance],
+    fake: FakeOpenAI,
+    clients: list[httpx.AsyncClient],
+    ws_open: Callable[[str, str], Awaitable[WsClient]],
 ) -> None:
     a, b = cluster
     fake.script("primary", Script(tokens=5, delay_s=0.05))
@@ -116,6 +137,7 @@ async def test_cancel_from_b_stops_the_generation_on_a(
     cluster: tuple[Instance, Instance],
     fake: FakeOpenAI,
     clients: list[httpx.AsyncClient],
+    ws_open: Callable[[str, str], Awaitable[WsClient]],
     moment: str,
 ) -> None:
     a, b = cluster
@@ -125,7 +147,7 @@ async def test_cancel_from_b_stops_the_generation_on_a(
         fake.script("primary", Script(tokens=400, delay_s=0.02))
     alice = await _user_on(a, clients)
     conversation = await alice.create_conversation()
-    on_b = await WsClient.connect(b.url, alice.session)
+    on_b = await ws_open(b.url, alice.session)
     await on_b.send({"type": "subscribe", "conversation_id": conversation["id"]})
     await on_b.recv()
     sent = await alice.send(conversation["id"], "long answer")  # runs on A
@@ -149,13 +171,16 @@ async def test_cancel_from_b_stops_the_generation_on_a(
 
 
 async def test_kill_9_of_the_generating_instance_is_swept_by_the_other(
-    cluster: tuple[Instance, Instance], fake: FakeOpenAI, clients: list[httpx.AsyncClient]
+    cluster: tuple[Instance, Instance],
+    fake: FakeOpenAI,
+    clients: list[httpx.AsyncClient],
+    ws_open: Callable[[str, str], Awaitable[WsClient]],
 ) -> None:
     a, b = cluster
     fake.script("primary", Script(tokens=1000, delay_s=0.02))
     alice = await _user_on(a, clients)
     conversation = await alice.create_conversation()
-    on_b = await WsClient.connect(b.url, alice.session)
+    on_b = await ws_open(b.url, alice.session)
     await on_b.send({"type": "subscribe", "conversation_id": conversation["id"]})
     await on_b.recv()
     sent = await alice.send(conversation["id"], "then die")
@@ -180,6 +205,7 @@ async def test_a_client_reconnecting_anywhere_misses_nothing(
     cluster: tuple[Instance, Instance],
     fake: FakeOpenAI,
     clients: list[httpx.AsyncClient],
+    ws_open: Callable[[str, str], Awaitable[WsClient]],
     where: str,
 ) -> None:
     a, b = cluster
@@ -187,7 +213,7 @@ async def test_a_client_reconnecting_anywhere_misses_nothing(
     fake.script("primary", Script(tokens=tokens, delay_s=0.01))
     alice = await _user_on(a, clients)
     conversation = await alice.create_conversation()
-    first = await WsClient.connect(a.url, alice.session)
+    first = await ws_open(a.url, alice.session)
     await first.send({"type": "subscribe", "conversation_id": conversation["id"]})
     await first.recv()
     sent = await alice.send(conversation["id"], "go")
@@ -196,7 +222,7 @@ async def test_a_client_reconnecting_anywhere_misses_nothing(
     await first.close()
     received = deltas_of(first.frames, message_id)
     last = received[-1]["seq"]
-    second = await WsClient.connect((a if where == "same instance" else b).url, alice.session)
+    second = await ws_open((a if where == "same instance" else b).url, alice.session)
     await second.send({"type": "resume", "message_id": message_id, "after_seq": last})
     await second.recv_until(done_of(message_id))
     resumed = deltas_of(second.frames, message_id)
@@ -207,14 +233,17 @@ async def test_a_client_reconnecting_anywhere_misses_nothing(
 
 
 async def test_100_concurrent_generations_across_two_instances(
-    cluster: tuple[Instance, Instance], fake: FakeOpenAI, clients: list[httpx.AsyncClient]
+    cluster: tuple[Instance, Instance],
+    fake: FakeOpenAI,
+    clients: list[httpx.AsyncClient],
+    ws_open: Callable[[str, str], Awaitable[WsClient]],
 ) -> None:
     a, b = cluster
     fake.script("primary", Script(tokens=[f"x{i} " for i in range(30)], delay_s=0.01))
     alice = await _user_on(a, clients)
     on_b = _as(alice, b, clients)
     conversations = [await alice.create_conversation() for _ in range(100)]
-    watchers = [await WsClient.connect(i.url, alice.session) for i in (a, b)]
+    watchers = [await ws_open(i.url, alice.session) for i in (a, b)]
     for ws in watchers:
         for conversation in conversations:
             await ws.send({"type": "subscribe", "conversation_id": conversation["id"]})
@@ -253,14 +282,17 @@ async def test_100_concurrent_generations_across_two_instances(
 
 
 async def test_sigterm_closes_sockets_with_1012_and_lets_answers_finish(
-    cluster: tuple[Instance, Instance], fake: FakeOpenAI, clients: list[httpx.AsyncClient]
+    cluster: tuple[Instance, Instance],
+    fake: FakeOpenAI,
+    clients: list[httpx.AsyncClient],
+    ws_open: Callable[[str, str], Awaitable[WsClient]],
 ) -> None:
     a, b = cluster
     tokens = [f"g{i} " for i in range(100)]
     fake.script("primary", Script(tokens=tokens, delay_s=0.02))  # about 2 s of answer
     alice = await _user_on(a, clients)
     conversation = await alice.create_conversation(title="shutdown")
-    on_a = await WsClient.connect(a.url, alice.session)
+    on_a = await ws_open(a.url, alice.session)
     await on_a.send({"type": "subscribe", "conversation_id": conversation["id"]})
     await on_a.recv()
     sent = await alice.send(conversation["id"], "keep going")  # generated on A
@@ -271,7 +303,7 @@ async def test_sigterm_closes_sockets_with_1012_and_lets_answers_finish(
         assert await on_a.close_code() == 1012
         last = deltas_of(on_a.frames, message_id)[-1]["seq"]
         # The client resumes on B while A finishes the answer within its grace period.
-        on_b = await WsClient.connect(b.url, alice.session)
+        on_b = await ws_open(b.url, alice.session)
         await on_b.send({"type": "resume", "message_id": message_id, "after_seq": last})
         await on_b.recv_until(done_of(message_id), within_s=30)
     done = on_b.frames[-1]["message"]

@@ -10,7 +10,8 @@ import anyio
 import pytest
 
 from chatrt.realtime.channels import message_log
-from tests.realtime.conftest import Live
+from tests.conftest import Backend
+from tests.realtime.conftest import Live, providers_env, start_live
 from tests.support.fake_openai import FakeOpenAI, Script
 from tests.support.ws import WsClient, deltas_of, done_of
 
@@ -189,3 +190,29 @@ async def test_a_foreign_cancel_is_404(live: Live) -> None:
     assert response.status_code == 404
     done = await alice.wait_finished(conversation["id"], message_id)
     assert done["status"] == "complete"
+
+
+async def test_sse_survives_quiet_spells_with_keep_alives(
+    backend: Backend, fake: FakeOpenAI
+) -> None:
+    fake.script("primary", Script(tokens=["late ", "but ", "whole"], first_token_delay_s=1.0))
+    env = {"CHATRT_PROVIDERS": providers_env(fake, "primary"), "CHATRT_SSE_HEARTBEAT_S": "0.1"}
+    async for live in start_live(backend, **env):
+        alice = await live.user()
+        conversation = await alice.create_conversation(title="quiet")
+        sent = await alice.send(conversation["id"], "take your time")
+        message_id = sent.json()["assistant_message"]["id"]
+        url = f"/api/conversations/{conversation['id']}/messages/{message_id}/stream"
+        lines: list[str] = []
+        async with alice.http.stream("GET", url) as response:
+            async for line in response.aiter_lines():
+                lines.append(line)
+                if line == "event: message.done":
+                    break
+        assert lines.count(": keep-alive") >= 3
+        deltas = [
+            json.loads(x[6:])["delta"]
+            for x in lines
+            if x.startswith('data: {"type":"message.delta')
+        ]
+        assert "".join(deltas) == "late but whole"

@@ -232,6 +232,8 @@ class RedisBus(EventBus):
                 keys=[log_key], args=[seq, data, channel, MAX_LOG_ENTRIES, int(ttl_s * 1000)]
             )
         except ResponseError as exc:
+            if "equal or smaller" not in str(exc):
+                raise  # out of memory, read-only replica, ...: not a duplicate
             # XADD refuses an id at or below the last one: a seq written twice.
             raise ValueError(f"seq {seq} is not after the log's last seq ({exc})") from None
 

@@ -32,20 +32,23 @@ async def submit(
     result = SendResult(user_message=outcome.user, assistant_message=outcome.assistant)
     if not outcome.created:
         return result
-    generations.start(
-        Job(
-            user_id=user_id,
-            conversation_id=conversation_id,
-            message_id=outcome.assistant.id,
-            message_index=outcome.assistant.message_index,
-            system_prompt=outcome.system_prompt,
-            model=outcome.model,
-            title=outcome.title,
-            question=data.content,
+    try:
+        # Created first, so no subscriber sees a delta or a done before its message.
+        await publish.message_created(bus, outcome.user)
+        await publish.message_created(bus, outcome.assistant)
+    finally:
+        generations.start(
+            Job(
+                user_id=user_id,
+                conversation_id=conversation_id,
+                message_id=outcome.assistant.id,
+                message_index=outcome.assistant.message_index,
+                system_prompt=outcome.system_prompt,
+                model=outcome.model,
+                title=outcome.title,
+                question=data.content,
+            )
         )
-    )
-    await publish.message_created(bus, outcome.user)
-    await publish.message_created(bus, outcome.assistant)
     await publish.conversation_updated(bus, user_id, await service.get(user_id, conversation_id))
     return result
 

@@ -57,11 +57,14 @@ async def cancel(
     # Nobody holds the lease: the instance died, or has not taken it yet (it hears the
     # signal above). End it here; whoever writes the row first wins, the other is a no-op.
     text = await logged_text(bus, message_id)
+    checkpointed = str(row["content"])
+    if text is None or len(text) < len(checkpointed):
+        text = checkpointed  # a trimmed or recreated log holds only a fragment
     ended = await finish(
         message_id,
         Outcome(
             status="cancelled",
-            content=text if text is not None else str(row["content"]),
+            content=text,
         ),
     )
     if ended is not None:

@@ -48,7 +48,13 @@ class Coalescer:
             self._wake.set()
 
     async def flush(self) -> bool:
-        """Emit what is pending as the next seq; False (text kept) if the emit failed."""
+        """Emit everything waiting, one seq per chunk; False (text kept) if an emit failed."""
+        while self._stuck is not None or self._pending:
+            if not await self._flush_one():
+                return False
+        return True
+
+    async def _flush_one(self) -> bool:
         async with self._lock:
             if self._stuck is None:
                 if not self._pending:

@@ -54,18 +54,15 @@ class GenerationRunner:
             name=f"generation:{job.message_id}",
         )
         self._tasks[job.message_id] = (task, job.conversation_id)
-        task.add_done_callback(lambda done: self._on_done(job, done))
+        task.add_done_callback(lambda done: self._on_done(generation, done))
 
-    def _on_done(self, job: Job, task: asyncio.Task[None]) -> None:
-        self._tasks.pop(job.message_id, None)
-        if task.cancelled():
+    def _on_done(self, generation: Generation, task: asyncio.Task[None]) -> None:
+        message_id = generation.job.message_id
+        self._tasks.pop(message_id, None)
+        reason = self._reasons.pop(message_id, "cancelled")
+        if task.cancelled() and not generation.started:
             # Cancelled before its first step, so ``run`` never ran: end the row here.
-            reason = self._reasons.pop(job.message_id, "cancelled")
-            cleanup = asyncio.create_task(
-                Generation(job, self._bus, self._chain, self._settings, self.instance_id).abandon(
-                    reason
-                )
-            )
+            cleanup = asyncio.create_task(generation.abandon(reason))
             self._cleanups.add(cleanup)
             cleanup.add_done_callback(self._cleanups.discard)
 

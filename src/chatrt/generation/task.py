@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -56,6 +57,7 @@ class Generation:
         self._main: asyncio.Task[None] | None = None
         self._lease_task: asyncio.Task[None] | None = None
         self._released = False
+        self.started = False
 
     async def _emit(self, seq: int, text: str) -> None:
         frame = ENCODER.encode(
@@ -118,6 +120,7 @@ class Generation:
         provider: str | None = None
         model: str | None = None
         status, error_code = "complete", None
+        self.started = True
         self._main = asyncio.current_task()
         try:
             await self._bus.acquire_lease(self._lease, self._owner, self._settings.lease_ttl_s)
@@ -169,35 +172,39 @@ class Generation:
         except Exception:
             logger.exception("generation crashed", extra={"message_id": str(job.message_id)})
             status, error_code = "failed", "internal_error"
-        finally:
-            self._coalescer.close()
-            for task in helpers:
-                task.cancel()
-            # Bounded: a helper that swallowed its cancel must not hold the answer hostage.
-            await asyncio.wait(helpers, timeout=2)
+        self._coalescer.close()
+        for task in helpers:
+            task.cancel()
+        outcome = Outcome(
+            status=status,
+            content="",
+            ai_model=model,
+            provider=provider,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            usage_estimated=usage.estimated if usage else False,
+            response_time_ms=_ms(time.perf_counter() - started),
+            time_to_first_token_ms=(
+                _ms(first_token_at - started) if first_token_at is not None else None
+            ),
+            error_code=error_code,
+        )
+        # From here on the row must leave ``streaming``: a second cancel (a double Stop,
+        # shutdown) is absorbed until the final write is done.
+        wrap_up = asyncio.ensure_future(self._wrap_up(helpers, outcome))
+        while not wrap_up.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(wrap_up)
+
+    async def _wrap_up(self, helpers: list[asyncio.Task[None]], outcome: Outcome) -> None:
+        # Bounded: a helper that swallowed its cancel must not hold the answer hostage.
+        await asyncio.wait(helpers, timeout=2)
         if self._ended_elsewhere:
             self._released = True
-            self._lease_task.cancel()
+            if self._lease_task is not None:
+                self._lease_task.cancel()
             return
-        # Shielded: a second cancel must not stop the row from leaving ``streaming``.
-        await asyncio.shield(
-            self._finish(
-                Outcome(
-                    status=status,
-                    content="",
-                    ai_model=model,
-                    provider=provider,
-                    prompt_tokens=usage.prompt_tokens if usage else None,
-                    completion_tokens=usage.completion_tokens if usage else None,
-                    usage_estimated=usage.estimated if usage else False,
-                    response_time_ms=_ms(time.perf_counter() - started),
-                    time_to_first_token_ms=(
-                        _ms(first_token_at - started) if first_token_at is not None else None
-                    ),
-                    error_code=error_code,
-                )
-            )
-        )
+        await self._finish(outcome)
 
     async def abandon(self, status: str) -> None:
         """End an answer that never started (cancelled before its first step)."""

@@ -47,7 +47,8 @@ class Delivery:
         elif envelope.kind == DONE and envelope.message_id is not None:
             await self.finish(envelope.message_id, envelope.frame)
         elif envelope.kind == CREATED and envelope.message_id is not None:
-            self._last_sent.setdefault(envelope.message_id, 0)
+            if envelope.message_id not in self._finished:
+                self._last_sent.setdefault(envelope.message_id, 0)
             await self._send(envelope.frame)
         else:
             await self._send(envelope.frame)

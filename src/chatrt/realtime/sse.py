@@ -17,7 +17,7 @@ from litestar.params import FromPath, FromQuery, Parameter
 from litestar.response import Stream
 
 from chatrt.auth.schemas import UserOut
-from chatrt.bus.base import EventBus
+from chatrt.bus.base import Event, EventBus
 from chatrt.conversations import messages
 from chatrt.errors import error_responses, localize
 from chatrt.realtime.channels import DELTA, DONE, conversation_channel, unpack
@@ -25,7 +25,6 @@ from chatrt.realtime.delivery import Delivery
 from chatrt.realtime.frames import ENCODER, ErrorFrame, MessageDone
 from chatrt.settings import Settings
 
-HEARTBEAT_S = 15.0
 AfterSeq = Annotated[int, Parameter(ge=0, le=2**31 - 1, description="Last seq already seen.")]
 
 
@@ -79,24 +78,35 @@ async def stream_message(
             else:
                 await delivery.resume(message_id, after_seq)
             feed = subscription.__aiter__()
-            while not delivery.is_finished(message_id) or not queue.empty():
-                while not queue.empty():
-                    item = queue.get_nowait()
-                    if item is not None:
-                        yield item
-                if delivery.is_finished(message_id):
-                    break
-                try:
-                    event = await asyncio.wait_for(feed.__anext__(), HEARTBEAT_S)
-                except TimeoutError:
-                    yield b": keep-alive\n\n"
-                    continue
-                if event is None:
-                    await delivery.catch_up(message_id)
-                    continue
-                envelope = unpack(event.data)
-                if envelope.message_id == message_id and envelope.kind in (DELTA, DONE):
-                    await delivery.on_event(event.data)
+            # One pending read survives heartbeats: cancelling the feed's generator on a
+            # timeout would end it for good.
+            next_event: asyncio.Future[Event | None] | None = None
+            try:
+                while not delivery.is_finished(message_id) or not queue.empty():
+                    while not queue.empty():
+                        item = queue.get_nowait()
+                        if item is not None:
+                            yield item
+                    if delivery.is_finished(message_id):
+                        break
+                    if next_event is None:
+                        next_event = asyncio.ensure_future(feed.__anext__())
+                    done, _ = await asyncio.wait(
+                        {next_event}, timeout=settings.realtime.sse_heartbeat_s
+                    )
+                    if not done:
+                        yield b": keep-alive\n\n"
+                        continue
+                    event, next_event = next_event.result(), None
+                    if event is None:
+                        await delivery.catch_up(message_id)
+                        continue
+                    envelope = unpack(event.data)
+                    if envelope.message_id == message_id and envelope.kind in (DELTA, DONE):
+                        await delivery.on_event(event.data)
+            finally:
+                if next_event is not None:
+                    next_event.cancel()
 
     return Stream(
         events(),
