@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import uuid
 
+import httpx
 import pytest
 
 from tests.realtime.conftest import Live
+from tests.support.client import PASSWORD, Client
 from tests.support.fake_openai import FakeOpenAI, Script
 from tests.support.ws import WsClient, deltas_of, done_of
 
@@ -216,3 +218,23 @@ async def test_a_flood_closes_with_4429(live: Live) -> None:
     for _ in range(200):
         await ws.send({"type": "ping"})
     assert await ws.close_code() == 4429
+
+
+async def test_logout_closes_that_sessions_sockets_only(live: Live) -> None:
+    alice = await live.user()
+    assert alice.user is not None
+    # The same user signed in on a second device: a second session.
+    http = httpx.AsyncClient(base_url=live.url)
+    live.clients.append(http)
+    other_device = Client(http)
+    login = await other_device.post(
+        "/api/auth/login", json={"email": alice.user["email"], "password": PASSWORD}
+    )
+    assert login.status_code == 200
+    assert other_device.session != alice.session
+    leaving = await WsClient.connect(live.url, alice.session)
+    staying = await live.ws(other_device)
+    assert (await alice.post("/api/auth/logout")).status_code == 204
+    assert await leaving.close_code() == 4401
+    await staying.send({"type": "ping"})
+    assert await staying.recv() == {"type": "pong"}

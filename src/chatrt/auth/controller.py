@@ -10,11 +10,13 @@ from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from chatrt.auth import service
-from chatrt.auth.csrf import issue_csrf_cookie
+from chatrt.auth.csrf import SESSION_COOKIE, issue_csrf_cookie
 from chatrt.auth.passwords import Passwords
 from chatrt.auth.schemas import LoginIn, RegisterIn, UserEnvelope, UserOut
 from chatrt.auth.sessions import start_session
+from chatrt.bus.base import EventBus
 from chatrt.errors import error_responses
+from chatrt.realtime import publish
 
 AuthRequest = Request[UserOut, Any, Any]
 
@@ -63,8 +65,12 @@ class AuthController(Controller):
         summary="End the session everywhere",
         responses=error_responses(401, 403),
     )
-    async def logout(self, request: AuthRequest) -> None:
+    async def logout(self, request: AuthRequest, bus: NamedDependency[EventBus]) -> None:
+        session_id = request.cookies.get(SESSION_COOKIE)
         request.clear_session()
+        if session_id:
+            # Open sockets of this session close too, on every instance.
+            await publish.session_revoked(bus, request.user.id, session_id)
 
     @get("/me", summary="The signed-in user", responses=error_responses(401))
     async def me(self, request: AuthRequest) -> UserEnvelope:

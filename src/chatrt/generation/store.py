@@ -67,6 +67,7 @@ async def stale_streaming(older_than: datetime, limit: int = 100) -> list[dict[s
     rows: list[dict[str, Any]] = (
         await Message.select(Message.id, Message.conversation_id, Message.content)
         .where(Message.status == "streaming", Message.created_at < older_than)
+        .order_by(Message.created_at)
         .limit(limit)
     )
     return rows

@@ -28,7 +28,15 @@ class CircuitBreaker:
         self._open_until = 0.0
 
     def allows(self) -> bool:
-        return time.monotonic() >= self._open_until
+        """Closed: yes. Open: no. After the cooldown: one trial, then open again until it ends."""
+        if self._failures < self._threshold:
+            return True
+        now = time.monotonic()
+        if now < self._open_until:
+            return False
+        # Half-open: let this one request through and hold the rest back for another cooldown.
+        self._open_until = now + self._cooldown
+        return True
 
     def succeeded(self) -> None:
         self._failures = 0
@@ -36,7 +44,7 @@ class CircuitBreaker:
 
     def failed(self) -> None:
         self._failures += 1
-        if self._failures >= self._threshold:
+        if self._failures == self._threshold:
             self._open_until = time.monotonic() + self._cooldown
 
 

@@ -14,11 +14,12 @@ import msgspec
 
 CONTROL = "chatrt:control"
 
-Kind = Literal[b"C", b"D", b"F", b"O"]
+Kind = Literal[b"C", b"D", b"F", b"O", b"R"]
 CREATED: Final = b"C"  # an assistant message began: its deltas will follow from seq 1
 DELTA: Final = b"D"
 DONE: Final = b"F"
 OTHER: Final = b"O"
+REVOKED: Final = b"R"  # a session ended: its sockets close (the frame is the session id)
 
 _HEADER = struct.Struct(">c16sQ")
 _NO_MESSAGE = bytes(16)

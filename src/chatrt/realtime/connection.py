@@ -29,7 +29,13 @@ from chatrt.db.tables import Message
 from chatrt.errors import AppError, localize
 from chatrt.generation.cancel import cancel, owned_message
 from chatrt.generation.runner import GenerationRunner
-from chatrt.realtime.channels import conversation_channel, message_log, user_channel
+from chatrt.realtime.channels import (
+    REVOKED,
+    conversation_channel,
+    message_log,
+    unpack,
+    user_channel,
+)
 from chatrt.realtime.delivery import Delivery
 from chatrt.realtime.frames import (
     CLIENT_FRAMES,
@@ -56,6 +62,7 @@ logger = logging.getLogger("chatrt.ws")
 CLOSE_TOO_BIG = 1009
 CLOSE_SLOW = 4408
 CLOSE_FLOOD = 4429
+CLOSE_SIGNED_OUT = 4401
 RETRYABLE = frozenset({"generation_in_progress", "shutting_down", "rate_limited", "internal_error"})
 
 
@@ -104,6 +111,7 @@ class Connection:
         self._subscription: Subscription | None = None
         self._conversations: set[UUID] = set()
         self.close_code: int | None = None
+        self._session_id = socket.cookies.get("session")
 
     # -- output -----------------------------------------------------------
 
@@ -192,6 +200,10 @@ class Connection:
             async with self._lock:
                 if event is None:
                     await self._repair()
+                elif event.data[:1] == REVOKED:
+                    if unpack(event.data).frame.decode() == self._session_id:
+                        self._close(CLOSE_SIGNED_OUT)
+                        return
                 else:
                     await self._delivery.on_event(event.data)
 

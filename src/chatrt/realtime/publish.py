@@ -10,6 +10,7 @@ from chatrt.realtime.channels import (
     CREATED,
     DONE,
     OTHER,
+    REVOKED,
     conversation_channel,
     pack,
     user_channel,
@@ -45,3 +46,8 @@ async def conversation_updated(bus: EventBus, user_id: UUID, conversation: Conve
 async def conversation_deleted(bus: EventBus, user_id: UUID, conversation_id: UUID) -> None:
     frame = ENCODER.encode(ConversationDeleted(conversation_id=conversation_id))
     await bus.publish(user_channel(user_id), pack(OTHER, frame))
+
+
+async def session_revoked(bus: EventBus, user_id: UUID, session_id: str) -> None:
+    """Tell every instance that ``session_id`` is over, so its open sockets close."""
+    await bus.publish(user_channel(user_id), pack(REVOKED, session_id.encode()))
