@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -14,6 +13,7 @@ import pytest
 
 from tests.conftest import SECRET, run_chatrt
 from tests.support.servers import PostgresServer, free_port
+from tests.support.wait import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -92,16 +92,14 @@ def test_serve_refuses_bad_configuration_naming_the_variable(
 
 
 def _wait_live(base: str, process: subprocess.Popen[str], within_s: float = 30.0) -> None:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
+    def live() -> bool:
         assert process.poll() is None, "chatrt serve exited early"
         try:
-            if httpx.get(f"{base}/health/live", timeout=1).status_code == 200:
-                return
+            return httpx.get(f"{base}/health/live", timeout=1).status_code == 200
         except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError("chatrt serve did not come up")
+            return False
+
+    poll_until(live, within_s)
 
 
 def test_serve_on_the_embedded_default_from_an_empty_folder(tmp_path: Path) -> None:
@@ -139,13 +137,13 @@ def test_serve_on_the_embedded_default_from_an_empty_folder(tmp_path: Path) -> N
                 f"/api/conversations/{cid}/messages", json={"content": "hello"}, headers=_csrf(http)
             )
             assert sent.status_code == 202
-            deadline = time.monotonic() + 20
-            while True:
-                items = http.get(f"/api/conversations/{cid}/messages").json()["items"]
-                if items[0]["status"] != "streaming":
-                    break
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+
+            def answered() -> bool:
+                items[:] = http.get(f"/api/conversations/{cid}/messages").json()["items"]
+                return bool(items[0]["status"] != "streaming")
+
+            items: list[dict[str, object]] = []
+            poll_until(answered, within_s=20)
             assert items[0]["status"] == "complete"
             assert "demo" in items[0]["content"]
             assert [m["message_index"] for m in items] == [1, 0]

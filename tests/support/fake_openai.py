@@ -34,6 +34,8 @@ from typing import Any, Literal, Self
 
 import uvicorn
 
+from tests.support.wait import poll_until
+
 __all__ = ["FakeOpenAI", "Script"]
 
 Message = MutableMapping[str, Any]
@@ -259,11 +261,7 @@ class FakeOpenAI:
         This blocks the calling thread: from an async test whose own event loop must keep
         running meanwhile (an in-process chatrt app), use ``wait_for_async``.
         """
-        deadline = time.monotonic() + within_s
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"condition not met within {within_s} s")
-            time.sleep(_POLL_S)
+        poll_until(predicate, within_s, _POLL_S)
 
     async def wait_for_async(self, predicate: Callable[[], bool], within_s: float = 10) -> None:
         """``wait_for`` that yields to the caller's event loop between polls."""

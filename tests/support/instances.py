@@ -6,13 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import TracebackType
 
 import httpx
 
 from tests.support.servers import free_port
+from tests.support.wait import poll_until
 
 
 class Instance:
@@ -36,17 +36,21 @@ class Instance:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + within_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+        process = self.process
+
+        def ready() -> bool:
+            if process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited:\n{self.log_path.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{self.url}/health/ready", timeout=1).status_code == 200:
-                    return
+                return httpx.get(f"{self.url}/health/ready", timeout=1).status_code == 200
             except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.name} did not get ready:\n{self.log_path.read_text()[-3000:]}")
+                return False
+
+        try:
+            poll_until(ready, within_s)
+        except TimeoutError:
+            tail = self.log_path.read_text()[-3000:]
+            raise RuntimeError(f"{self.name} did not get ready:\n{tail}") from None
 
     def terminate(self, within_s: float = 30.0) -> int:
         """SIGTERM, as an orchestrator does; the exit status."""
