@@ -53,7 +53,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         settings = Settings.from_env(os.environ)
     secret_key = settings.require_secret_key()
     redis_client = (
-        aredis.from_url(settings.redis.url, health_check_interval=30)
+        aredis.from_url(
+            settings.redis.url,
+            health_check_interval=30,
+            socket_timeout=settings.redis.timeout_s,
+            socket_connect_timeout=settings.redis.timeout_s,
+        )
         if settings.redis.url
         else None
     )
@@ -68,7 +73,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             app.state.passwords = Passwords()
             bus: EventBus
             if redis_client is not None and settings.redis.url is not None:
-                bus = await stack.enter_async_context(RedisBus(redis_client, settings.redis.url))
+                bus = await stack.enter_async_context(
+                    RedisBus(
+                        redis_client,
+                        settings.redis.url,
+                        timeout_s=settings.redis.timeout_s,
+                        keepalive_s=settings.redis.keepalive_s,
+                    )
+                )
             else:
                 bus = MemoryBus()
             app.state.bus = bus

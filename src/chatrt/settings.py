@@ -43,6 +43,10 @@ class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
     url: str | None = None
+    # A command (or connect) that takes longer fails instead of hanging on a dead link.
+    timeout_s: float = 5.0
+    # Pub/sub is pinged this often; three missed replies count as a lost link.
+    keepalive_s: float = 5.0
 
 
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -82,6 +86,8 @@ class RealtimeSettings(msgspec.Struct, frozen=True, kw_only=True):
     frames_per_second: float = 20.0
     frame_burst: int = 60
     send_queue_frames: int = 2048
+    # How long a socket's full send queue may stay full before the client counts as slow.
+    send_timeout_s: float = 10.0
     sse_heartbeat_s: float = 15.0
 
 
@@ -134,7 +140,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         )
         if db.pool_min > db.pool_max:
             raise SettingsError("CHATRT_DB_POOL_MIN: must not exceed CHATRT_DB_POOL_MAX")
-        redis = RedisSettings(url=env.get("CHATRT_REDIS_URL", _redis_url, None))
+        redis = RedisSettings(
+            url=env.get("CHATRT_REDIS_URL", _redis_url, None),
+            timeout_s=env.get("CHATRT_REDIS_TIMEOUT_S", _positive_float, 5.0),
+            keepalive_s=env.get("CHATRT_REDIS_KEEPALIVE_S", _positive_float, 5.0),
+        )
         embedded = db.is_sqlite and redis.url is None
         secret = env.get("CHATRT_SECRET_KEY", _secret, None)
         if secret is None and embedded:
@@ -168,6 +178,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 frames_per_second=env.get("CHATRT_WS_FRAMES_PER_SECOND", _positive_float, 20.0),
                 frame_burst=env.get("CHATRT_WS_FRAME_BURST", _positive_int, 60),
                 send_queue_frames=env.get("CHATRT_WS_SEND_QUEUE_FRAMES", _positive_int, 2048),
+                send_timeout_s=env.get("CHATRT_WS_SEND_TIMEOUT_S", _positive_float, 10.0),
                 sse_heartbeat_s=env.get("CHATRT_SSE_HEARTBEAT_S", _positive_float, 15.0),
             ),
             demo=DemoSettings(

@@ -137,6 +137,19 @@ async def test_leases(bus: EventBus) -> None:
     assert await bus.lease_holder(key) is None
 
 
+async def test_flags_are_raised_for_a_while(bus: EventBus) -> None:
+    key, other = _key(), _key()
+    assert not await bus.flag_raised(key)
+    await bus.set_flag(key, ttl_s=0.1)
+    assert await bus.flag_raised(key)
+    assert not await bus.flag_raised(other)
+
+    async def lowered() -> bool:
+        return not await bus.flag_raised(key)
+
+    await wait_until(lowered)
+
+
 async def test_a_slow_subscriber_gets_a_gap_marker_not_a_stall(bus: EventBus) -> None:
     channel = _key()
     async with bus.subscribe() as slow, bus.subscribe() as fast:

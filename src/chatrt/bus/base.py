@@ -93,6 +93,14 @@ class EventBus(ABC):
         """Who holds ``key`` now, or None."""
 
     @abstractmethod
+    async def set_flag(self, key: str, ttl_s: float) -> None:
+        """Raise ``key`` for ``ttl_s`` seconds: a signal that survives a lost publish."""
+
+    @abstractmethod
+    async def flag_raised(self, key: str) -> bool:
+        """True while ``key`` is raised."""
+
+    @abstractmethod
     def subscribe(self) -> AbstractAsyncContextManager[Subscription]:
         """A new subscription with no channels; closed on exit."""
 

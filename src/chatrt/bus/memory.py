@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 from chatrt.bus.base import Event, EventBus, LogEntry, Subscription
 from chatrt.bus.inbox import InboxSubscription
+
+T = TypeVar("T")
 
 
 class MemorySubscription(InboxSubscription):
@@ -44,6 +47,7 @@ class MemoryBus(EventBus):
         self._subscribers: defaultdict[str, set[MemorySubscription]] = defaultdict(set)
         self._logs: dict[str, _Log] = {}
         self._leases: dict[str, tuple[str, float]] = {}
+        self._flags: dict[str, float] = {}
         self._inbox_size = inbox_size
         self._max_log = max_log_entries
 
@@ -62,7 +66,7 @@ class MemoryBus(EventBus):
     async def open_log(self, log_key: str, ttl_s: float) -> None:
         if self._log(log_key) is None:
             self._logs[log_key] = _Log(time.monotonic() + ttl_s)
-        self._evict_expired()
+        _drop_expired(self._logs, lambda log: log.expires_at)
 
     async def append_and_publish(
         self, log_key: str, seq: int, channel: str, data: bytes, ttl_s: float
@@ -96,12 +100,8 @@ class MemoryBus(EventBus):
         if log is not None:
             log.expires_at = time.monotonic() + ttl_s
 
-    def _evict_expired(self) -> None:
-        now = time.monotonic()
-        for key in [k for k, log in self._logs.items() if log.expires_at <= now]:
-            del self._logs[key]
-
     async def acquire_lease(self, key: str, owner: str, ttl_s: float) -> bool:
+        _drop_expired(self._leases, lambda held: held[1])
         if await self.lease_holder(key) is not None:
             return False
         self._leases[key] = (owner, time.monotonic() + ttl_s)
@@ -126,6 +126,13 @@ class MemoryBus(EventBus):
             return None
         return held[0]
 
+    async def set_flag(self, key: str, ttl_s: float) -> None:
+        _drop_expired(self._flags, lambda expires_at: expires_at)
+        self._flags[key] = time.monotonic() + ttl_s
+
+    async def flag_raised(self, key: str) -> bool:
+        return self._flags.get(key, 0.0) > time.monotonic()
+
     @asynccontextmanager
     async def subscribe(self) -> AsyncIterator[Subscription]:
         subscription = MemorySubscription(self, self._inbox_size)
@@ -136,3 +143,10 @@ class MemoryBus(EventBus):
 
     async def ping(self) -> None:
         return None
+
+
+def _drop_expired(items: dict[str, T], expiry: Callable[[T], float]) -> None:
+    """Forget what has expired, so keys nobody asks about again do not pile up."""
+    now = time.monotonic()
+    for key in [k for k, value in items.items() if expiry(value) <= now]:
+        del items[key]

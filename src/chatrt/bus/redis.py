@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,7 +20,7 @@ from typing import Any
 import redis.asyncio as aredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from chatrt.bus.base import Event, EventBus, LogEntry, Subscription
 from chatrt.bus.inbox import InboxSubscription
@@ -27,6 +28,9 @@ from chatrt.bus.inbox import InboxSubscription
 logger = logging.getLogger("chatrt.bus")
 
 MAX_LOG_ENTRIES = 20_000
+# Missed keepalive replies before the pub/sub link counts as lost.
+SILENCE_PINGS = 3
+KEEPALIVE_CHANNEL = "chatrt:bus:keepalive"
 # Stream ids are "<seq>-0"; the empty-log sentinel is "0-1" (0-0 is not a valid id).
 _OPEN = "0-1"
 
@@ -49,6 +53,14 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+
+def _is_confirmation(message: dict[str, Any], channel: str) -> bool:
+    name = message["channel"]
+    return (
+        message["type"] == "subscribe"
+        and (name.decode() if isinstance(name, bytes) else str(name)) == channel
+    )
 
 
 def _seq(stream_id: bytes | str) -> int:
@@ -74,13 +86,21 @@ class RedisSubscription(InboxSubscription):
 
 class RedisBus(EventBus):
     def __init__(
-        self, client: aredis.Redis, url: str, inbox_size: int = 4096, reconnect_max_s: float = 2.0
+        self,
+        client: aredis.Redis,
+        url: str,
+        inbox_size: int = 4096,
+        reconnect_max_s: float = 2.0,
+        keepalive_s: float = 5.0,
+        timeout_s: float = 5.0,
     ) -> None:
         self._client = client
         # Pub/sub gets its own client: a blocked read must not hold a pooled connection.
         self._url = url
         self._inbox_size = inbox_size
         self._reconnect_max = reconnect_max_s
+        self._keepalive = keepalive_s
+        self._timeout = timeout_s
         self._local: defaultdict[str, set[RedisSubscription]] = defaultdict(set)
         self._pubsub: Any = None
         self._pubsub_client: aredis.Redis | None = None
@@ -112,14 +132,15 @@ class RedisBus(EventBus):
             if client is not None:
                 await client.aclose()
 
-    async def _connect(self) -> None:
+    async def _connect(self) -> str:
+        """A fresh pub/sub link subscribed to every local channel; the last one asked for."""
         await self._close_pubsub()
         # No client-side retries: the reader must see an outage to mark the gap.
         client = aredis.from_url(
             self._url,
             socket_timeout=None,
+            socket_connect_timeout=self._timeout,
             socket_keepalive=True,
-            health_check_interval=10,
             retry=Retry(NoBackoff(), 0),
         )
         pubsub = client.pubsub()
@@ -132,27 +153,54 @@ class RedisBus(EventBus):
             else asyncio.Event()
             for c in channels
         }
-        # A ping keeps the connection open with no channels and proves it works.
-        await pubsub.subscribe("chatrt:bus:keepalive", *channels)
+        # A channel of its own keeps the link in pub/sub mode when nobody listens.
+        await pubsub.subscribe(KEEPALIVE_CHANNEL, *channels)
+        return channels[-1] if channels else KEEPALIVE_CHANNEL
 
     async def _read_forever(self) -> None:
         backoff = 0.05
         while True:
             try:
                 async with self._lock:
-                    await self._connect()
-                self._gap_everywhere()  # events published while we were away are unknown
+                    last = await asyncio.wait_for(self._connect(), self._timeout)
                 backoff = 0.05
-                while True:
-                    message = await self._pubsub.get_message(timeout=1.0)
-                    if message is not None:
-                        self._dispatch(message)
+                await self._read_until_silent(last)
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
-                logger.warning("redis pub/sub lost, reconnecting", extra={"error": str(exc)})
+            except Exception as exc:
+                # Anything at all: the reader is the only way events arrive, so it never dies.
+                logger.warning("redis pub/sub lost, reconnecting", extra={"error": repr(exc)})
+                # Unlinked at once, so subscribers stop writing to a dead link meanwhile.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._close_pubsub(), self._timeout)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._reconnect_max)
+
+    async def _read_until_silent(self, last_channel: str) -> None:
+        """Dispatch events; a link that stops answering our pings counts as lost.
+
+        Once ``last_channel`` is confirmed (Redis confirms in order, so all are), every
+        subscriber gets a gap marker: what was published while we were away is unknown, and
+        repairing from the logs now misses nothing later. A silent partition never raises
+        on its own (no socket timeout, since a quiet channel is normal), so the reader pings
+        and watches for any reply.
+        """
+        heard = pinged = time.monotonic()
+        resubscribed = False
+        while True:
+            message = await self._pubsub.get_message(timeout=min(1.0, self._keepalive))
+            now = time.monotonic()
+            if message is not None:
+                heard = now
+                self._dispatch(message)
+                if not resubscribed and _is_confirmation(message, last_channel):
+                    resubscribed = True
+                    self._gap_everywhere()
+            if now - pinged >= self._keepalive:
+                await asyncio.wait_for(self._pubsub.ping(), self._timeout)
+                pinged = now
+            if now - heard > SILENCE_PINGS * self._keepalive:
+                raise TimeoutError(f"no reply on pub/sub for {now - heard:.1f} s")
 
     def _gap_everywhere(self) -> None:
         for subscriptions in self._local.values():
@@ -182,9 +230,7 @@ class RedisBus(EventBus):
                 self._local[channel].add(subscription)
                 if first:
                     confirmed = self._confirmed[channel] = asyncio.Event()
-                    if self._pubsub is not None:
-                        with contextlib.suppress(RedisError, OSError):
-                            await self._pubsub.subscribe(channel)
+                    await self._tell_pubsub("subscribe", channel)
                     waits.append(confirmed)
                 elif channel in self._confirmed:
                     waits.append(self._confirmed[channel])
@@ -202,9 +248,17 @@ class RedisBus(EventBus):
                 if not subscribers:
                     del self._local[channel]
                     self._confirmed.pop(channel, None)
-                    if self._pubsub is not None:
-                        with contextlib.suppress(RedisError, OSError):
-                            await self._pubsub.unsubscribe(channel)
+                    await self._tell_pubsub("unsubscribe", channel)
+
+    async def _tell_pubsub(self, command: str, channel: str) -> None:
+        """Send (un)subscribe if linked; a failure is the reader's to notice and repair."""
+        pubsub = self._pubsub
+        if pubsub is None:
+            return  # the reader subscribes every local channel when it reconnects
+        try:
+            await asyncio.wait_for(getattr(pubsub, command)(channel), self._timeout)
+        except Exception as exc:
+            logger.warning("pub/sub %s failed", command, extra={"error": repr(exc)})
 
     @asynccontextmanager
     async def subscribe(self) -> AsyncIterator[Subscription]:
@@ -268,6 +322,12 @@ class RedisBus(EventBus):
         if holder is None:
             return None
         return holder.decode() if isinstance(holder, bytes) else str(holder)
+
+    async def set_flag(self, key: str, ttl_s: float) -> None:
+        await self._client.set(key, b"1", px=int(ttl_s * 1000))
+
+    async def flag_raised(self, key: str) -> bool:
+        return bool(await self._client.exists(key))
 
     async def ping(self) -> None:
         await self._client.ping()

@@ -22,10 +22,19 @@ from chatrt.bus.base import EventBus
 from chatrt.generation.job import Job
 from chatrt.generation.task import Generation
 from chatrt.providers.chain import ProviderChain
-from chatrt.realtime.channels import CONTROL, CONTROL_DECODER, CancelSignal, lease_key
+from chatrt.realtime.channels import (
+    CONTROL,
+    CONTROL_DECODER,
+    CancelSignal,
+    cancel_key,
+    lease_key,
+)
 from chatrt.settings import Settings
 
 logger = logging.getLogger("chatrt.generation")
+
+# A cancel flag lives this many lease TTLs: the owner checks it at every renewal (a third).
+CANCEL_FLAG_LEASES = 4
 
 
 class GenerationRunner:
@@ -76,8 +85,14 @@ class GenerationRunner:
         return True
 
     async def request_cancel(self, message_id: UUID) -> None:
-        """Cancel wherever the generation runs: here directly, elsewhere via the bus."""
+        """Cancel wherever the generation runs: here directly, elsewhere via the bus.
+
+        The signal is fast but at most once; the flag is what makes it certain: the owner
+        checks it at start, at every lease renewal and after a bus gap.
+        """
         if not self.cancel_local(message_id):
+            ttl = self._settings.generation.lease_ttl_s * CANCEL_FLAG_LEASES
+            await self._bus.set_flag(cancel_key(message_id), ttl)
             await self._bus.publish(CONTROL, msgspec.json.encode(CancelSignal(message_id)))
 
     async def cancel_conversation(self, conversation_id: UUID, message_ids: list[UUID]) -> None:
@@ -99,10 +114,25 @@ class GenerationRunner:
         return not pending
 
     async def _listen_for_cancels(self) -> None:
+        """Hear cancel signals for as long as the app runs, whatever goes wrong."""
+        backoff = 0.05
+        while True:
+            try:
+                await self._hear_cancels()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("cancel listener failed, restarting", extra={"error": repr(exc)})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                await self._check_cancel_flags()
+
+    async def _hear_cancels(self) -> None:
         async with self._bus.subscribe() as subscription:
             await subscription.add(CONTROL)
             async for event in subscription:
                 if event is None:
+                    await self._check_cancel_flags()  # a signal may be among what was lost
                     continue
                 try:
                     signal = CONTROL_DECODER.decode(event.data)
@@ -110,6 +140,15 @@ class GenerationRunner:
                     logger.warning("ignored a malformed control message")
                     continue
                 self.cancel_local(signal.message_id)
+
+    async def _check_cancel_flags(self) -> None:
+        for message_id in list(self._tasks):
+            try:
+                if await self._bus.flag_raised(cancel_key(message_id)):
+                    self.cancel_local(message_id)
+            except Exception as exc:
+                logger.warning("cancel flag check failed", extra={"error": repr(exc)})
+                return
 
     async def __aenter__(self) -> GenerationRunner:
         self._listener = asyncio.create_task(self._listen_for_cancels(), name="cancel-listener")

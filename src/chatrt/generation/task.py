@@ -23,6 +23,7 @@ from chatrt.providers.chain import ProviderChain
 from chatrt.realtime import publish
 from chatrt.realtime.channels import (
     DELTA,
+    cancel_key,
     conversation_channel,
     lease_key,
     message_log,
@@ -32,6 +33,8 @@ from chatrt.realtime.frames import ENCODER, MessageDelta
 from chatrt.settings import Settings
 
 logger = logging.getLogger("chatrt.generation")
+
+DONE_RETRY_PAUSES_S = (0.1, 0.5, 2.0)
 
 
 class Generation:
@@ -51,6 +54,7 @@ class Generation:
         self._owner = instance_id
         self._log = message_log(job.message_id)
         self._lease = lease_key(job.message_id)
+        self._cancel_flag = cancel_key(job.message_id)
         self._channel = conversation_channel(job.conversation_id)
         self._coalescer = Coalescer(self._emit, self._settings.flush_interval_ms / 1000)
         self._ended_elsewhere = False
@@ -87,8 +91,14 @@ class Generation:
                 if not await self._bus.renew_lease(self._lease, self._owner, ttl):
                     # Lapsed (e.g. Redis restarted): take it back unless someone else has it.
                     await self._bus.acquire_lease(self._lease, self._owner, ttl)
+                await self._obey_cancel_flag()
             except Exception as exc:
                 logger.warning("lease renewal failed", extra={"error": repr(exc)})
+
+    async def _obey_cancel_flag(self) -> None:
+        """Stop if a cancel was requested: the flag outlives a cancel signal that was lost."""
+        if self._main is not None and await self._bus.flag_raised(self._cancel_flag):
+            self._main.cancel()
 
     async def _checkpoint(self) -> None:
         """Save the text so far every few seconds, so a Redis loss still leaves it readable.
@@ -125,6 +135,7 @@ class Generation:
         try:
             await self._bus.acquire_lease(self._lease, self._owner, self._settings.lease_ttl_s)
             await self._bus.open_log(self._log, self._settings.stream_log_ttl_s)
+            await self._obey_cancel_flag()  # cancelled before this instance took the lease
         except Exception as exc:
             # The bus is down: still answer; the row is the record.
             logger.warning("bus unavailable at generation start", extra={"error": repr(exc)})
@@ -199,30 +210,31 @@ class Generation:
     async def _wrap_up(self, helpers: list[asyncio.Task[None]], outcome: Outcome) -> None:
         # Bounded: a helper that swallowed its cancel must not hold the answer hostage.
         await asyncio.wait(helpers, timeout=2)
-        if self._ended_elsewhere:
-            self._released = True
-            if self._lease_task is not None:
-                self._lease_task.cancel()
-            return
-        await self._finish(outcome)
+        try:
+            if not self._ended_elsewhere:
+                await self._write_final(outcome)
+        finally:
+            await self._let_go()
 
     async def abandon(self, status: str) -> None:
         """End an answer that never started (cancelled before its first step)."""
-        await self._finish(
-            Outcome(
-                status=status,
-                content="",
-                error_code="shutdown" if status == "failed" else None,
-            )
-        )
-
-    async def _finish(self, outcome: Outcome) -> None:
         try:
-            await self._write_final(outcome)
+            await self._write_final(
+                Outcome(
+                    status=status,
+                    content="",
+                    error_code="shutdown" if status == "failed" else None,
+                )
+            )
         finally:
-            self._released = True
-            if self._lease_task is not None:
-                self._lease_task.cancel()
+            await self._let_go()
+
+    async def _let_go(self) -> None:
+        """Stop renewing and drop the lease, whichever way the answer ended."""
+        self._released = True
+        if self._lease_task is not None:
+            self._lease_task.cancel()
+        await _quietly(self._bus.release_lease(self._lease, self._owner))
 
     async def _write_final(self, outcome: Outcome) -> None:
         job = self.job
@@ -232,9 +244,9 @@ class Generation:
         if row is None:
             return
         message = to_message(row, self._locale)
-        await _quietly(publish.message_done(self._bus, message))
+        # Retried: subscribers whose bus link stayed up would otherwise wait forever.
+        await _quietly(_retried(lambda: publish.message_done(self._bus, message)))
         await _quietly(self._bus.expire_log(self._log, self._settings.stream_log_ttl_s))
-        await _quietly(self._bus.release_lease(self._lease, self._owner))
         if outcome.status == "complete" and job.title is None and job.message_index == 1:
             await _quietly(name_conversation(job, self._chain, outcome.provider, self._bus))
         await _quietly(self._conversation_updated())
@@ -250,6 +262,18 @@ async def _quietly(step: Awaitable[None]) -> None:
         await step
     except Exception as exc:
         logger.warning("post-generation step failed", extra={"error": repr(exc)})
+
+
+async def _retried(step: Callable[[], Awaitable[None]]) -> None:
+    """Run ``step``, retrying a bus error a few times over about three seconds."""
+    for pause in DONE_RETRY_PAUSES_S:
+        try:
+            await step()
+            return
+        except Exception as exc:
+            logger.warning("bus step failed, retrying", extra={"error": repr(exc)})
+            await asyncio.sleep(pause)
+    await step()
 
 
 def _ms(seconds: float) -> int:

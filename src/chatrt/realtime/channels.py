@@ -41,6 +41,10 @@ def lease_key(message_id: UUID) -> str:
     return f"chatrt:lease:{message_id}"
 
 
+def cancel_key(message_id: UUID) -> str:
+    return f"chatrt:cancel:{message_id}"
+
+
 class Envelope(msgspec.Struct, frozen=True):
     kind: bytes
     message_id: UUID | None

@@ -25,7 +25,6 @@ from chatrt.bus.base import EventBus, Subscription
 from chatrt.conversations import messages, service
 from chatrt.conversations.schemas import MessageCreate
 from chatrt.conversations.submit import submit
-from chatrt.db.tables import Message
 from chatrt.errors import AppError, localize
 from chatrt.generation.cancel import cancel, owned_message
 from chatrt.generation.runner import GenerationRunner
@@ -37,6 +36,7 @@ from chatrt.realtime.channels import (
     user_channel,
 )
 from chatrt.realtime.delivery import Delivery
+from chatrt.realtime.ended import ended_frame
 from chatrt.realtime.frames import (
     CLIENT_FRAMES,
     ENCODER,
@@ -60,6 +60,7 @@ from chatrt.settings import Locale, Settings
 logger = logging.getLogger("chatrt.ws")
 
 CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
 CLOSE_SLOW = 4408
 CLOSE_FLOOD = 4429
 CLOSE_SIGNED_OUT = 4401
@@ -115,21 +116,31 @@ class Connection:
 
     # -- output -----------------------------------------------------------
 
-    def _enqueue(self, text: str) -> None:
+    async def _enqueue(self, text: str) -> None:
+        """Queue a frame; a queue that stays full for the send timeout closes with 4408.
+
+        Waiting (not failing at once) lets a long backfill stream through a bounded queue at
+        the client's pace; only the dispatcher or receiver of this one socket waits.
+        """
         if self.close_code is not None:
             return
         try:
             self._out.put_nowait(text)
+            return
         except asyncio.QueueFull:
+            pass
+        try:
+            await asyncio.wait_for(self._out.put(text), self._settings.realtime.send_timeout_s)
+        except TimeoutError:
             self._close(CLOSE_SLOW)
 
     async def _enqueue_bytes(self, frame: bytes) -> None:
-        self._enqueue(frame.decode())
+        await self._enqueue(frame.decode())
 
-    def _send_frame(self, frame: msgspec.Struct) -> None:
-        self._enqueue(ENCODER.encode(frame).decode())
+    async def _send_frame(self, frame: msgspec.Struct) -> None:
+        await self._enqueue(ENCODER.encode(frame).decode())
 
-    def _error(
+    async def _error(
         self,
         code: str,
         ref: str | None,
@@ -138,7 +149,7 @@ class Connection:
         message_id: UUID | None = None,
         retry_after: float | None = None,
     ) -> None:
-        self._send_frame(
+        await self._send_frame(
             ErrorFrame(
                 code=code,
                 message=localize(code, self._locale),
@@ -151,7 +162,7 @@ class Connection:
         )
 
     async def _history_lost(self, message_id: UUID) -> None:
-        self._error("stream_history_lost", "resume", message_id=message_id)
+        await self._error("stream_history_lost", "resume", message_id=message_id)
 
     def _close(self, code: int) -> None:
         if self.close_code is None:
@@ -181,6 +192,8 @@ class Connection:
                     exc = None if task.cancelled() else task.exception()
                     if exc is not None and not _is_disconnect(exc):
                         logger.error("websocket task failed", exc_info=exc)
+                        # 1011 tells the client to reconnect and resume, unlike a clean 1000.
+                        self._close(CLOSE_INTERNAL)
             finally:
                 for task in tasks:
                     task.cancel()
@@ -205,7 +218,7 @@ class Connection:
                         self._close(CLOSE_SIGNED_OUT)
                         return
                 else:
-                    await self._delivery.on_event(event.data)
+                    await self._delivery.on_event(event)
 
     async def _receive_loop(self) -> None:
         limit = self._settings.realtime.max_frame_bytes
@@ -237,7 +250,7 @@ class Connection:
         try:
             frame = CLIENT_FRAMES.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            self._error("bad_frame", _frame_type(raw), details=str(exc))
+            await self._error("bad_frame", _frame_type(raw), details=str(exc))
             return
         ref = _tag(frame)
         try:
@@ -246,14 +259,14 @@ class Connection:
             retry_after = None
             if exc.headers and "Retry-After" in exc.headers:
                 retry_after = float(exc.headers["Retry-After"])
-            self._error(exc.code, ref, retry_after=retry_after)
+            await self._error(exc.code, ref, retry_after=retry_after)
         except Exception:
             logger.exception("websocket frame failed", extra={"frame": ref})
-            self._error("internal_error", ref)
+            await self._error("internal_error", ref)
 
     async def _dispatch_frame(self, frame: ClientFrame) -> None:
         if isinstance(frame, Ping):
-            self._send_frame(Pong())
+            await self._send_frame(Pong())
         elif isinstance(frame, Subscribe):
             await self._subscribe(frame.conversation_id)
         elif isinstance(frame, Unsubscribe):
@@ -286,18 +299,22 @@ class Connection:
         await service.get(self._user.id, conversation_id)  # 404 unless it is the user's
         async with self._lock:
             await self._follow(conversation_id)
+            channel = conversation_channel(conversation_id)
             streaming = []
             for message_id in await messages.streaming_ids(conversation_id):
                 last = await self._bus.last_seq(message_log(message_id))
                 streaming.append(StreamingMessage(message_id=message_id, last_seq=last or 0))
-            self._send_frame(Subscribed(conversation_id=conversation_id, streaming=streaming))
+                self._delivery.await_resume(message_id, channel)
+            await self._send_frame(Subscribed(conversation_id=conversation_id, streaming=streaming))
 
     async def _unsubscribe(self, conversation_id: UUID) -> None:
         async with self._lock:
             if conversation_id in self._conversations and self._subscription is not None:
-                await self._subscription.remove(conversation_channel(conversation_id))
+                channel = conversation_channel(conversation_id)
+                await self._subscription.remove(channel)
                 self._conversations.discard(conversation_id)
-            self._send_frame(Unsubscribed(conversation_id=conversation_id))
+                self._delivery.drop_channel(channel)
+            await self._send_frame(Unsubscribed(conversation_id=conversation_id))
 
     async def _resume(self, message_id: UUID, after_seq: int) -> None:
         row = await owned_message(self._user.id, message_id)
@@ -315,19 +332,21 @@ class Connection:
                 done = ENCODER.encode(MessageDone(message=current))
                 await self._delivery.finish(message_id, done, backfill=False)
                 return
-            await self._delivery.resume(message_id, after_seq)
+            await self._delivery.resume(
+                message_id, after_seq, conversation_channel(conversation_id)
+            )
 
     async def _repair(self) -> None:
-        """After a bus gap: fill every tracked answer from its log, or end it from the row."""
-        for message_id in self._delivery.tracked():
-            row = await Message.select(Message.status).where(Message.id == message_id).first()
-            if row is not None and row["status"] != "streaming":
-                current = await messages.get_by_id(message_id, self._locale)
-                if current is not None:
-                    done = ENCODER.encode(MessageDone(message=current))
-                    await self._delivery.finish(message_id, done)
-            else:
-                await self._delivery.catch_up(message_id)
+        """After a bus gap: catch up what this socket follows, and pick up answers that
+        started in the gap in its subscribed conversations (their ``created`` may be lost)."""
+        for conversation_id in list(self._conversations):
+            for message_id in await messages.streaming_ids(conversation_id):
+                if not self._delivery.is_tracked(message_id):
+                    self._delivery.follow(message_id, conversation_channel(conversation_id))
+        await self._delivery.repair(self._done_frame)
+
+    async def _done_frame(self, message_id: UUID) -> bytes | None:
+        return await ended_frame(message_id, self._locale)
 
 
 def _is_disconnect(exc: BaseException) -> bool:

@@ -2,22 +2,32 @@
 
 Per message the consumer has a ``last_sent`` seq. A live delta right after it is sent; one at
 or below it is dropped; one further ahead means pub/sub lost something, and the missing range
-is read from the message's log first. A message seen for the first time mid-stream is
-backfilled from seq 1, and ``message.done`` is preceded by any deltas still missing, so the
-deltas a consumer gets, joined, always equal the final content. When the log cannot fill a
-gap the consumer gets ``stream_history_lost`` instead of a silent hole.
+is read from the message's log first. ``message.done`` is preceded by any deltas still
+missing, so the deltas a consumer gets, joined, always equal the final content. When the log
+cannot fill a gap the consumer gets ``stream_history_lost`` instead of a silent hole.
+
+Nothing is sent twice on one consumer: a ``resume`` below what was already sent continues
+after it. An answer first seen mid-stream is backfilled from seq 1, except one that
+``subscribed`` announced (``await_resume``): the client says where it stands with ``resume``,
+so its deltas wait until then and a reconnecting client does not get seq 1.. again.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from uuid import UUID
 
-from chatrt.bus.base import EventBus
+from chatrt.bus.base import Event, EventBus
 from chatrt.realtime.channels import CREATED, DELTA, DONE, Envelope, message_log, unpack
 
 Send = Callable[[bytes], Awaitable[None]]
 HistoryLost = Callable[[UUID], Awaitable[None]]
+# The ``message.done`` frame of an answer that has ended, or None while it still streams.
+DoneFrame = Callable[[UUID], Awaitable[bytes | None]]
+
+# Ended answers remembered per consumer, to drop their late deltas; old ones get none.
+FINISHED_REMEMBERED = 1024
 
 
 class Delivery:
@@ -26,36 +36,58 @@ class Delivery:
         self._send = send
         self._history_lost = history_lost
         self._last_sent: dict[UUID, int] = {}
-        self._finished: set[UUID] = set()
-
-    def forget(self, message_id: UUID) -> None:
-        self._last_sent.pop(message_id, None)
-        self._finished.discard(message_id)
+        self._channel_of: dict[UUID, str] = {}
+        self._awaiting: dict[UUID, str] = {}
+        self._finished: OrderedDict[UUID, None] = OrderedDict()
+        self._reported: set[UUID] = set()
 
     def tracked(self) -> list[UUID]:
         """Answers being followed (started, not yet done)."""
         return list(self._last_sent)
 
+    def is_tracked(self, message_id: UUID) -> bool:
+        return message_id in self._last_sent or message_id in self._awaiting
+
     def is_finished(self, message_id: UUID) -> bool:
         return message_id in self._finished
 
-    async def on_event(self, data: bytes) -> None:
+    def await_resume(self, message_id: UUID, channel: str) -> None:
+        """Hold back deltas of an answer already streaming until the client resumes it."""
+        if not self.is_tracked(message_id) and message_id not in self._finished:
+            self._awaiting[message_id] = channel
+
+    def follow(self, message_id: UUID, channel: str) -> None:
+        """Deliver this answer from seq 1 (it started while we were not listening)."""
+        if message_id not in self._finished:
+            self._awaiting.pop(message_id, None)
+            self._last_sent.setdefault(message_id, 0)
+            self._channel_of[message_id] = channel
+
+    def drop_channel(self, channel: str) -> None:
+        """Forget the answers heard on ``channel`` (the consumer unsubscribed from it)."""
+        heard = [m for m, c in (*self._channel_of.items(), *self._awaiting.items()) if c == channel]
+        for message_id in heard:
+            self._forget_progress(message_id)
+
+    async def on_event(self, event: Event) -> None:
         """Handle one live bus payload."""
-        envelope = unpack(data)
-        if envelope.kind == DELTA and envelope.message_id is not None:
-            await self._on_delta(envelope.message_id, envelope)
-        elif envelope.kind == DONE and envelope.message_id is not None:
-            await self.finish(envelope.message_id, envelope.frame)
-        elif envelope.kind == CREATED and envelope.message_id is not None:
-            if envelope.message_id not in self._finished:
-                self._last_sent.setdefault(envelope.message_id, 0)
+        envelope = unpack(event.data)
+        message_id = envelope.message_id
+        if envelope.kind == DELTA and message_id is not None:
+            if message_id not in self._awaiting:
+                await self._on_delta(message_id, event.channel, envelope)
+        elif envelope.kind == DONE and message_id is not None:
+            await self.finish(message_id, envelope.frame)
+        elif envelope.kind == CREATED and message_id is not None:
+            self.follow(message_id, event.channel)
             await self._send(envelope.frame)
         else:
             await self._send(envelope.frame)
 
-    async def _on_delta(self, message_id: UUID, envelope: Envelope) -> None:
+    async def _on_delta(self, message_id: UUID, channel: str, envelope: Envelope) -> None:
         if message_id in self._finished:
             return
+        self._channel_of[message_id] = channel
         last = self._last_sent.get(message_id, 0)
         if envelope.seq <= last:
             return
@@ -66,38 +98,48 @@ class Delivery:
 
     async def catch_up(self, message_id: UUID, upto: int | None = None) -> bool:
         """Send the logged deltas after ``last_sent`` (up to ``upto``); False if lost."""
-        last = self._last_sent.get(message_id, 0)
-        entries = await self._bus.read_log(message_log(message_id), last)
-        if entries is None or (entries and entries[0].seq != last + 1):
-            await self._history_lost(message_id)
-            if upto is not None:
-                self._last_sent[message_id] = upto
-            return False
-        for entry in entries:
+        return await self._send_log(message_id, self._last_sent.get(message_id, 0), upto)
+
+    async def resume(self, message_id: UUID, after_seq: int, channel: str) -> bool:
+        """Every logged delta after ``after_seq`` not sent yet, then live ones.
+
+        False if the log is lost.
+        """
+        self._awaiting.pop(message_id, None)
+        self._reported.discard(message_id)  # asked again: a loss is news again
+        self._channel_of[message_id] = channel
+        sent = self._last_sent.get(message_id, 0)
+        if message_id in self._finished:
+            # The client asks again after done: it has lost track, so start afresh.
+            del self._finished[message_id]
+            sent = 0
+        self._last_sent[message_id] = max(after_seq, sent)
+        return await self._send_log(message_id, max(after_seq, sent), None)
+
+    async def _send_log(self, message_id: UUID, after: int, upto: int | None) -> bool:
+        entries = await self._bus.read_log(message_log(message_id), after)
+        whole = entries is not None and (not entries or entries[0].seq == after + 1)
+        if not whole:
+            # Expired, or lost and recreated holding only newer seqs: say so, then go on
+            # from what is there (``message.done`` still carries the whole text).
+            await self._lost(message_id)
+        for entry in entries or ():
             if upto is not None and entry.seq > upto:
                 break
             await self._send(unpack(entry.data).frame)
             self._last_sent[message_id] = entry.seq
         if upto is not None and self._last_sent.get(message_id, 0) < upto:
-            await self._history_lost(message_id)
+            if whole:
+                await self._lost(message_id)
             self._last_sent[message_id] = upto
             return False
-        return True
+        return whole
 
-    async def resume(self, message_id: UUID, after_seq: int) -> bool:
-        """Every logged delta after ``after_seq``, then live ones; False if the log is lost."""
-        self._finished.discard(message_id)
-        self._last_sent[message_id] = after_seq
-        entries = await self._bus.read_log(message_log(message_id), after_seq)
-        if entries is None or (entries and entries[0].seq != after_seq + 1):
+    async def _lost(self, message_id: UUID) -> None:
+        """Report a hole in an answer once; later ones add nothing the client can act on."""
+        if message_id not in self._reported:
+            self._reported.add(message_id)
             await self._history_lost(message_id)
-            if entries:
-                self._last_sent[message_id] = entries[-1].seq
-            return False
-        for entry in entries:
-            await self._send(unpack(entry.data).frame)
-            self._last_sent[message_id] = entry.seq
-        return True
 
     async def finish(self, message_id: UUID, done_frame: bytes, backfill: bool = True) -> None:
         """Send ``message.done`` once, after any deltas this consumer is still missing."""
@@ -105,6 +147,28 @@ class Delivery:
             return
         if backfill and message_id in self._last_sent:
             await self.catch_up(message_id)
-        self._finished.add(message_id)
-        self._last_sent.pop(message_id, None)
+        self._finished[message_id] = None
+        if len(self._finished) > FINISHED_REMEMBERED:
+            self._finished.popitem(last=False)
+        self._forget_progress(message_id)
         await self._send(done_frame)
+
+    async def repair(self, done_frame: DoneFrame) -> None:
+        """After a bus gap: end each followed answer from its row, or fill it from its log."""
+        for message_id in [*self._last_sent, *self._awaiting]:
+            frame = await done_frame(message_id)
+            if frame is not None:
+                await self.finish(message_id, frame)
+            elif message_id in self._last_sent:
+                await self.catch_up(message_id)
+
+    def forget(self, message_id: UUID) -> None:
+        """Drop what is known of an answer, so its ``message.done`` is sent again."""
+        self._forget_progress(message_id)
+        self._finished.pop(message_id, None)
+
+    def _forget_progress(self, message_id: UUID) -> None:
+        self._last_sent.pop(message_id, None)
+        self._channel_of.pop(message_id, None)
+        self._awaiting.pop(message_id, None)
+        self._reported.discard(message_id)

@@ -19,9 +19,10 @@ from litestar.response import Stream
 from chatrt.auth.schemas import UserOut
 from chatrt.bus.base import Event, EventBus
 from chatrt.conversations import messages
-from chatrt.errors import error_responses, localize
+from chatrt.errors import error_responses, localize, preferred_locale
 from chatrt.realtime.channels import DELTA, DONE, conversation_channel, unpack
 from chatrt.realtime.delivery import Delivery
+from chatrt.realtime.ended import ended_frame
 from chatrt.realtime.frames import ENCODER, ErrorFrame, MessageDone
 from chatrt.settings import Settings
 
@@ -47,7 +48,9 @@ async def stream_message(
     bus: NamedDependency[EventBus],
     after_seq: FromQuery[AfterSeq] = 0,
 ) -> Stream:
-    locale = settings.server.default_locale
+    locale = preferred_locale(
+        request.headers.get("accept-language"), settings.server.default_locale
+    )
     # Checked before the stream starts, so a foreign or missing id is a plain 404.
     await messages.get_message(request.user.id, conversation_id, message_id, locale)
 
@@ -70,13 +73,15 @@ async def stream_message(
         delivery = Delivery(bus, send, history_lost)
         async with bus.subscribe() as subscription:
             await subscription.add(conversation_channel(conversation_id))
-            latest = await messages.get_message(request.user.id, conversation_id, message_id)
+            latest = await messages.get_message(
+                request.user.id, conversation_id, message_id, locale
+            )
             if latest.status != "streaming":
                 await delivery.finish(
                     message_id, ENCODER.encode(MessageDone(message=latest)), False
                 )
             else:
-                await delivery.resume(message_id, after_seq)
+                await delivery.resume(message_id, after_seq, conversation_channel(conversation_id))
             feed = subscription.__aiter__()
             # One pending read survives heartbeats: cancelling the feed's generator on a
             # timeout would end it for good.
@@ -99,11 +104,12 @@ async def stream_message(
                         continue
                     event, next_event = next_event.result(), None
                     if event is None:
-                        await delivery.catch_up(message_id)
+                        # message.done may be among what was lost: the row knows.
+                        await delivery.repair(lambda lost: ended_frame(lost, locale))
                         continue
                     envelope = unpack(event.data)
                     if envelope.message_id == message_id and envelope.kind in (DELTA, DONE):
-                        await delivery.on_event(event.data)
+                        await delivery.on_event(event)
             finally:
                 if next_event is not None:
                     next_event.cancel()

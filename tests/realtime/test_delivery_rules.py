@@ -1,0 +1,150 @@
+"""Delivery edge cases: subscribe-then-resume, resuming below what was sent, long backfills,
+a cancel whose signal was lost, and SSE errors in the client's language."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from chatrt.errors import localize
+from chatrt.realtime.channels import cancel_key, message_log
+from tests.conftest import Backend
+from tests.realtime.conftest import Live, providers_env, start_live
+from tests.support.client import Client
+from tests.support.fake_openai import FakeOpenAI, Script
+from tests.support.ws import WsClient, deltas_of, done_of
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+TOKENS = [f"w{i} " for i in range(120)]
+FULL = "".join(TOKENS)
+
+
+async def _streaming(
+    live: Live, fake: FakeOpenAI, script: Script, seen_seq: int = 3
+) -> tuple[Client, str, str, WsClient]:
+    """An answer now streaming, watched by one socket that has seen ``seen_seq`` deltas."""
+    fake.script("primary", script)
+    alice = await live.user()
+    conversation = await alice.create_conversation(title="edge cases")
+    watcher = await live.ws(alice)
+    await watcher.send({"type": "subscribe", "conversation_id": conversation["id"]})
+    await watcher.recv()
+    sent = await alice.send(conversation["id"], "go")
+    message_id = sent.json()["assistant_message"]["id"]
+    await watcher.recv_until(lambda f: f["type"] == "message.delta" and f["seq"] >= seen_seq)
+    return alice, conversation["id"], message_id, watcher
+
+
+def _seqs(frames: list[dict[str, Any]], message_id: str) -> list[int]:
+    return [d["seq"] for d in deltas_of(frames, message_id)]
+
+
+async def test_subscribe_announces_a_streaming_answer_and_resume_picks_the_start(
+    live: Live, fake: FakeOpenAI
+) -> None:
+    """A reconnecting client gets nothing it already had: deltas wait for its resume."""
+    alice, conversation_id, message_id, watcher = await _streaming(
+        live, fake, Script(tokens=TOKENS, delay_s=0.02)
+    )
+    again = await live.ws(alice)
+    await again.send({"type": "subscribe", "conversation_id": conversation_id})
+    subscribed = await again.recv()
+    assert subscribed["type"] == "subscribed"
+    [announced] = subscribed["streaming"]
+    assert announced["message_id"] == message_id
+    last = announced["last_seq"]
+    assert last >= 3
+    # Live deltas flow meanwhile; the new socket holds them back until it resumes.
+    await watcher.recv_until(lambda f: f["type"] == "message.delta" and f["seq"] >= last + 3)
+    await again.send({"type": "ping"})
+    assert (await again.recv())["type"] == "pong"
+    assert not deltas_of(again.frames, message_id)
+    await again.send({"type": "resume", "message_id": message_id, "after_seq": 2})
+    await again.recv_until(done_of(message_id))
+    await watcher.recv_until(done_of(message_id))
+    reference = deltas_of(watcher.frames, message_id)
+    assert deltas_of(again.frames, message_id) == [d for d in reference if d["seq"] > 2]
+    assert again.frames[-1]["message"]["content"] == FULL
+
+
+async def test_resuming_below_what_a_socket_was_sent_sends_nothing_twice(
+    live: Live, fake: FakeOpenAI
+) -> None:
+    _, _, message_id, watcher = await _streaming(
+        live, fake, Script(tokens=TOKENS, delay_s=0.02), seen_seq=5
+    )
+    await watcher.send({"type": "resume", "message_id": message_id, "after_seq": 0})
+    await watcher.recv_until(done_of(message_id))
+    seqs = _seqs(watcher.frames, message_id)
+    assert seqs == list(range(1, len(seqs) + 1)), "each seq once, in order"
+    joined = "".join(d["delta"] for d in deltas_of(watcher.frames, message_id))
+    assert joined == watcher.frames[-1]["message"]["content"] == FULL
+
+
+async def test_a_backfill_longer_than_the_send_queue_streams_through_it(
+    backend: Backend, fake: FakeOpenAI
+) -> None:
+    """The queue bounds memory, not answer length: a resume waits for the client to read."""
+    env = {
+        "CHATRT_PROVIDERS": providers_env(fake, "primary"),
+        "CHATRT_WS_SEND_QUEUE_FRAMES": "4",
+        "CHATRT_FLUSH_INTERVAL_MS": "5",
+    }
+    async for live in start_live(backend, **env):
+        alice, _, message_id, watcher = await _streaming(
+            live, fake, Script(tokens=TOKENS, delay_s=0.02), seen_seq=40
+        )
+        late = await live.ws(alice)
+        await late.send({"type": "resume", "message_id": message_id, "after_seq": 0})
+        await late.recv_until(done_of(message_id), within_s=30)
+        await watcher.recv_until(done_of(message_id))
+        assert deltas_of(late.frames, message_id) == deltas_of(watcher.frames, message_id)
+        assert len(deltas_of(late.frames, message_id)) >= 40
+        assert late.frames[-1]["message"]["content"] == FULL
+
+
+async def test_a_cancel_whose_signal_was_lost_still_stops_the_answer(
+    live: Live, fake: FakeOpenAI
+) -> None:
+    """Pub/sub may drop the signal; the flag it leaves is checked at every lease renewal."""
+    alice, conversation_id, message_id, watcher = await _streaming(
+        live, fake, Script(tokens=TOKENS * 3, delay_s=0.03)
+    )
+    # As if the cancel signal had been published and lost: only the flag is there.
+    await live.bus.set_flag(cancel_key(uuid.UUID(message_id)), 30)
+    await watcher.recv_until(done_of(message_id), within_s=10)
+    done = watcher.frames[-1]["message"]
+    assert done["status"] == "cancelled"
+    joined = "".join(d["delta"] for d in deltas_of(watcher.frames, message_id))
+    assert done["content"] == joined
+    assert 0 < len(joined) < len(FULL * 3)
+    await fake.wait_for_async(lambda: fake.disconnects("primary") == 1, within_s=5)
+    assert (await alice.history(conversation_id))[0]["status"] == "cancelled"
+
+
+@pytest.mark.parametrize("language", ["en", "th"])
+async def test_sse_errors_follow_the_requests_language(
+    live: Live, fake: FakeOpenAI, language: str
+) -> None:
+    alice, conversation_id, message_id, _ = await _streaming(
+        live, fake, Script(tokens=TOKENS, delay_s=0.02)
+    )
+    await live.bus.expire_log(message_log(uuid.UUID(message_id)), 0.000001)
+    url = f"/api/conversations/{conversation_id}/messages/{message_id}/stream"
+    errors: list[dict[str, Any]] = []
+    headers = {"accept-language": language}
+    async with alice.http.stream("GET", url, headers=headers) as response:
+        name = ""
+        async for line in response.aiter_lines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: ") and name == "error":
+                errors.append(json.loads(line[6:]))
+            elif line.startswith("data: ") and name == "message.done":
+                break
+    assert [e["code"] for e in errors] == ["stream_history_lost"]
+    assert errors[0]["message"] == localize("stream_history_lost", language)
