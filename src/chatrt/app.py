@@ -21,6 +21,8 @@ from litestar.security.session_auth import SessionAuth
 from litestar.stores.base import Store
 from litestar.stores.memory import MemoryStore
 from litestar.stores.redis import RedisStore
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 import chatrt
 from chatrt.auth.controller import AuthController
@@ -58,6 +60,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             health_check_interval=30,
             socket_timeout=settings.redis.timeout_s,
             socket_connect_timeout=settings.redis.timeout_s,
+            # One quick retry (a dropped idle connection), not redis-py's default ten with
+            # backoff, which would stretch a dead link's timeout to about a minute.
+            retry=Retry(NoBackoff(), 1),
         )
         if settings.redis.url
         else None

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from chatrt.errors import localize
+from chatrt.generation.store import Outcome, finish
 from chatrt.realtime.channels import cancel_key, message_log
 from tests.conftest import Backend
 from tests.realtime.conftest import Live, providers_env, start_live
@@ -43,32 +44,75 @@ def _seqs(frames: list[dict[str, Any]], message_id: str) -> list[int]:
     return [d["seq"] for d in deltas_of(frames, message_id)]
 
 
-async def test_subscribe_announces_a_streaming_answer_and_resume_picks_the_start(
+async def test_a_tab_subscribing_mid_stream_gets_every_delta_from_seq_1(
     live: Live, fake: FakeOpenAI
 ) -> None:
-    """A reconnecting client gets nothing it already had: deltas wait for its resume."""
+    """Every subscriber sees the same deltas, however late it came."""
     alice, conversation_id, message_id, watcher = await _streaming(
-        live, fake, Script(tokens=TOKENS, delay_s=0.02)
+        live, fake, Script(tokens=TOKENS, delay_s=0.02), seen_seq=5
     )
+    late = await live.ws(alice)
+    await late.send({"type": "subscribe", "conversation_id": conversation_id})
+    subscribed = await late.recv()
+    assert [s["message_id"] for s in subscribed["streaming"]] == [message_id]
+    await late.recv_until(done_of(message_id))
+    await watcher.recv_until(done_of(message_id))
+    assert deltas_of(late.frames, message_id) == deltas_of(watcher.frames, message_id)
+    assert "".join(d["delta"] for d in deltas_of(late.frames, message_id)) == FULL
+
+
+async def test_a_client_resuming_before_it_subscribes_gets_nothing_twice(
+    live: Live, fake: FakeOpenAI
+) -> None:
+    alice, conversation_id, message_id, watcher = await _streaming(
+        live, fake, Script(tokens=TOKENS, delay_s=0.02), seen_seq=5
+    )
+    had = deltas_of(watcher.frames, message_id)[:3]
     again = await live.ws(alice)
+    await again.send({"type": "resume", "message_id": message_id, "after_seq": 3})
     await again.send({"type": "subscribe", "conversation_id": conversation_id})
-    subscribed = await again.recv()
-    assert subscribed["type"] == "subscribed"
-    [announced] = subscribed["streaming"]
-    assert announced["message_id"] == message_id
-    last = announced["last_seq"]
-    assert last >= 3
-    # Live deltas flow meanwhile; the new socket holds them back until it resumes.
-    await watcher.recv_until(lambda f: f["type"] == "message.delta" and f["seq"] >= last + 3)
-    await again.send({"type": "ping"})
-    assert (await again.recv())["type"] == "pong"
-    assert not deltas_of(again.frames, message_id)
-    await again.send({"type": "resume", "message_id": message_id, "after_seq": 2})
     await again.recv_until(done_of(message_id))
     await watcher.recv_until(done_of(message_id))
     reference = deltas_of(watcher.frames, message_id)
-    assert deltas_of(again.frames, message_id) == [d for d in reference if d["seq"] > 2]
-    assert again.frames[-1]["message"]["content"] == FULL
+    assert deltas_of(again.frames, message_id) == reference[3:]
+    assert "".join(d["delta"] for d in had + deltas_of(again.frames, message_id)) == FULL
+
+
+async def test_a_done_that_was_never_published_is_read_from_the_row(
+    backend: Backend, fake: FakeOpenAI
+) -> None:
+    """The row is the record: a quiet answer that ended there ends for every client."""
+    env = {"CHATRT_PROVIDERS": providers_env(fake, "primary"), "CHATRT_SSE_HEARTBEAT_S": "0.3"}
+    async for live in start_live(backend, **env):
+        await _end_behind_the_bus(live, fake)
+
+
+async def _end_behind_the_bus(live: Live, fake: FakeOpenAI) -> None:
+    fake.script("primary", Script(tokens=["never"], first_token_delay_s=60))
+    alice = await live.user()
+    conversation = await alice.create_conversation(title="quiet")
+    ws = await live.ws(alice)
+    await ws.send({"type": "subscribe", "conversation_id": conversation["id"]})
+    await ws.recv()
+    sent = await alice.send(conversation["id"], "wait")
+    message_id = sent.json()["assistant_message"]["id"]
+    await ws.recv_until(
+        lambda f: f["type"] == "message.created" and f["message"]["id"] == message_id
+    )
+    url = f"/api/conversations/{conversation['id']}/messages/{message_id}/stream"
+    async with alice.http.stream("GET", url) as response:
+        lines = response.aiter_lines()
+        assert await anext(lines) == ": keep-alive"
+        # As if another instance ended it and its message.done never reached the bus.
+        ended = await finish(
+            uuid.UUID(message_id), Outcome(status="failed", content="", error_code="instance_lost")
+        )
+        assert ended is not None
+        rest = [line async for line in lines if line.startswith(("event:", "data:"))][:2]
+    assert rest[0] == "event: message.done"
+    assert json.loads(rest[1][6:])["message"]["status"] == "failed"
+    await ws.recv_until(done_of(message_id), within_s=10)
+    assert ws.frames[-1]["message"]["error"]["code"] == "instance_lost"
 
 
 async def test_resuming_below_what_a_socket_was_sent_sends_nothing_twice(

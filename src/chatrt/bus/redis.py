@@ -24,6 +24,7 @@ from redis.exceptions import ResponseError
 
 from chatrt.bus.base import Event, EventBus, LogEntry, Subscription
 from chatrt.bus.inbox import InboxSubscription
+from chatrt.tasks import stop
 
 logger = logging.getLogger("chatrt.bus")
 
@@ -76,7 +77,12 @@ class RedisSubscription(InboxSubscription):
     async def add(self, *channels: str) -> None:
         new = [c for c in channels if c not in self.channels]
         self.channels.update(new)
-        await self._bus._attach(self, new)
+        try:
+            await self._bus._attach(self, new)
+        except BaseException:
+            # Not confirmed: forget them, so a retry waits for confirmation again.
+            await self.remove(*new)
+            raise
 
     async def remove(self, *channels: str) -> None:
         gone = [c for c in channels if c in self.channels]
@@ -106,6 +112,7 @@ class RedisBus(EventBus):
         self._pubsub_client: aredis.Redis | None = None
         self._confirmed: dict[str, asyncio.Event] = {}
         self._reader: asyncio.Task[None] | None = None
+        self._closing = False
         self._lock = asyncio.Lock()
         self._append = client.register_script(_APPEND)
         self._renew = client.register_script(_RENEW)
@@ -116,10 +123,9 @@ class RedisBus(EventBus):
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self._closing = True
         if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            await stop([self._reader])
         await self._close_pubsub()
 
     async def _close_pubsub(self) -> None:
@@ -159,7 +165,8 @@ class RedisBus(EventBus):
 
     async def _read_forever(self) -> None:
         backoff = 0.05
-        while True:
+        # Not ``while True``: redis-py can turn a cancel into a connection error.
+        while not self._closing:
             try:
                 async with self._lock:
                     last = await asyncio.wait_for(self._connect(), self._timeout)

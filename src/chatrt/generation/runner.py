@@ -11,7 +11,6 @@ final row (``cancelled``, or ``failed`` on shutdown, text kept), so nothing stay
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from types import TracebackType
 from uuid import UUID
@@ -30,6 +29,7 @@ from chatrt.realtime.channels import (
     lease_key,
 )
 from chatrt.settings import Settings
+from chatrt.tasks import stop
 
 logger = logging.getLogger("chatrt.generation")
 
@@ -116,7 +116,9 @@ class GenerationRunner:
     async def _listen_for_cancels(self) -> None:
         """Hear cancel signals for as long as the app runs, whatever goes wrong."""
         backoff = 0.05
-        while True:
+        # Not ``while True``: redis-py can turn a cancel into a connection error, and a
+        # listener that restarted itself then would hold shutdown forever.
+        while not self.closing:
             try:
                 await self._hear_cancels()
             except asyncio.CancelledError:
@@ -169,6 +171,4 @@ class GenerationRunner:
         if self._cleanups:
             await asyncio.wait(self._cleanups, timeout=grace)
         if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+            await stop([self._listener])

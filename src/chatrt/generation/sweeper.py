@@ -8,7 +8,6 @@ text in its log (or its last checkpoint), and its subscribers get ``message.done
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import timedelta
 from uuid import UUID
@@ -23,6 +22,7 @@ from chatrt.realtime import publish
 from chatrt.realtime.channels import lease_key, message_log, unpack
 from chatrt.realtime.frames import MessageDelta
 from chatrt.settings import Settings
+from chatrt.tasks import stop
 
 logger = logging.getLogger("chatrt.sweeper")
 _DELTA = msgspec.json.Decoder(MessageDelta)
@@ -42,6 +42,7 @@ class Sweeper:
         self._settings = settings
         self._suspects: set[UUID] = set()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def sweep_once(self) -> int:
         """One pass; how many messages it ended."""
@@ -73,7 +74,7 @@ class Sweeper:
         return ended
 
     async def run_forever(self) -> None:
-        while True:
+        while not self._closing:  # redis-py can turn a cancel into an ordinary error
             await asyncio.sleep(self._settings.generation.sweep_interval_s)
             try:
                 await self.sweep_once()
@@ -85,7 +86,6 @@ class Sweeper:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self._closing = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop([self._task])

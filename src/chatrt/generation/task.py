@@ -132,10 +132,13 @@ class Generation:
         status, error_code = "complete", None
         self.started = True
         self._main = asyncio.current_task()
+        stopped_early = False
         try:
             await self._bus.acquire_lease(self._lease, self._owner, self._settings.lease_ttl_s)
             await self._bus.open_log(self._log, self._settings.stream_log_ttl_s)
             await self._obey_cancel_flag()  # cancelled before this instance took the lease
+        except asyncio.CancelledError:
+            stopped_early = True  # a Stop during start-up ends the answer like any other
         except Exception as exc:
             # The bus is down: still answer; the row is the record.
             logger.warning("bus unavailable at generation start", extra={"error": repr(exc)})
@@ -147,6 +150,8 @@ class Generation:
             asyncio.create_task(self._coalescer.tick_forever()),
         ]
         try:
+            if stopped_early:
+                raise asyncio.CancelledError
             if not await conversations.is_active(job.conversation_id):
                 # Deleted between the send's commit and this start: nothing to answer.
                 raise asyncio.CancelledError

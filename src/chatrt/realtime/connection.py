@@ -10,7 +10,6 @@ socket stays open.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any, cast
@@ -56,6 +55,7 @@ from chatrt.realtime.frames import (
     Unsubscribed,
 )
 from chatrt.settings import Locale, Settings
+from chatrt.tasks import stop
 
 logger = logging.getLogger("chatrt.ws")
 
@@ -111,6 +111,7 @@ class Connection:
         self._delivery = Delivery(bus, self._enqueue_bytes, self._history_lost)
         self._subscription: Subscription | None = None
         self._conversations: set[UUID] = set()
+        self._channels: set[str] = set()
         self.close_code: int | None = None
         self._session_id = socket.cookies.get("session")
 
@@ -179,11 +180,19 @@ class Connection:
         """Run until the client leaves or a limit closes the socket (``close_code``)."""
         async with self._bus.subscribe() as subscription:
             self._subscription = subscription
-            await subscription.add(user_channel(self._user.id))
+            own = user_channel(self._user.id)
+            try:
+                await subscription.add(own)
+            except Exception as error:
+                logger.warning("websocket could not subscribe", extra={"error": repr(error)})
+                self._close(CLOSE_INTERNAL)
+                return
+            self._channels.add(own)
             tasks = [
                 asyncio.create_task(self._receive_loop()),
                 asyncio.create_task(self._dispatch_loop(subscription)),
                 asyncio.create_task(self._send_loop()),
+                asyncio.create_task(self._end_quiet_answers()),
                 asyncio.create_task(self._stop.wait()),
             ]
             try:
@@ -195,11 +204,8 @@ class Connection:
                         # 1011 tells the client to reconnect and resume, unlike a clean 1000.
                         self._close(CLOSE_INTERNAL)
             finally:
-                for task in tasks:
-                    task.cancel()
-                for task in tasks:
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
+                self._stop.set()  # loops that swallowed their cancel end on this
+                await stop(tasks)
 
     async def _send_loop(self) -> None:
         while True:
@@ -211,6 +217,8 @@ class Connection:
     async def _dispatch_loop(self, subscription: Subscription) -> None:
         async for event in subscription:
             async with self._lock:
+                if event is not None and event.channel not in self._channels:
+                    continue  # queued before an unsubscribe: no longer wanted
                 if event is None:
                     await self._repair()
                 elif event.data[:1] == REVOKED:
@@ -219,6 +227,14 @@ class Connection:
                         return
                 else:
                     await self._delivery.on_event(event)
+
+    async def _end_quiet_answers(self) -> None:
+        """Now and then, end from the row answers gone quiet (their done may be lost)."""
+        every = self._settings.realtime.sse_heartbeat_s
+        while not self._stop.is_set():
+            await asyncio.sleep(every)
+            async with self._lock:
+                await self._delivery.end_quiet(self._done_frame, every)
 
     async def _receive_loop(self) -> None:
         limit = self._settings.realtime.max_frame_bytes
@@ -292,19 +308,19 @@ class Connection:
     async def _follow(self, conversation_id: UUID) -> None:
         if conversation_id in self._conversations or self._subscription is None:
             return
-        await self._subscription.add(conversation_channel(conversation_id))
+        channel = conversation_channel(conversation_id)
+        await self._subscription.add(channel)
         self._conversations.add(conversation_id)
+        self._channels.add(channel)
 
     async def _subscribe(self, conversation_id: UUID) -> None:
         await service.get(self._user.id, conversation_id)  # 404 unless it is the user's
         async with self._lock:
             await self._follow(conversation_id)
-            channel = conversation_channel(conversation_id)
             streaming = []
             for message_id in await messages.streaming_ids(conversation_id):
                 last = await self._bus.last_seq(message_log(message_id))
                 streaming.append(StreamingMessage(message_id=message_id, last_seq=last or 0))
-                self._delivery.await_resume(message_id, channel)
             await self._send_frame(Subscribed(conversation_id=conversation_id, streaming=streaming))
 
     async def _unsubscribe(self, conversation_id: UUID) -> None:
@@ -313,6 +329,7 @@ class Connection:
                 channel = conversation_channel(conversation_id)
                 await self._subscription.remove(channel)
                 self._conversations.discard(conversation_id)
+                self._channels.discard(channel)
                 self._delivery.drop_channel(channel)
             await self._send_frame(Unsubscribed(conversation_id=conversation_id))
 

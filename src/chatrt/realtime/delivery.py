@@ -7,13 +7,14 @@ missing, so the deltas a consumer gets, joined, always equal the final content. 
 cannot fill a gap the consumer gets ``stream_history_lost`` instead of a silent hole.
 
 Nothing is sent twice on one consumer: a ``resume`` below what was already sent continues
-after it. An answer first seen mid-stream is backfilled from seq 1, except one that
-``subscribed`` announced (``await_resume``): the client says where it stands with ``resume``,
-so its deltas wait until then and a reconnecting client does not get seq 1.. again.
+after it. An answer first seen mid-stream is backfilled from seq 1, so every subscriber's
+deltas join to the whole text; a reconnecting client that resumes *before* it subscribes gets
+only what it lacks.
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from uuid import UUID
@@ -37,7 +38,7 @@ class Delivery:
         self._history_lost = history_lost
         self._last_sent: dict[UUID, int] = {}
         self._channel_of: dict[UUID, str] = {}
-        self._awaiting: dict[UUID, str] = {}
+        self._heard_at: dict[UUID, float] = {}
         self._finished: OrderedDict[UUID, None] = OrderedDict()
         self._reported: set[UUID] = set()
 
@@ -46,27 +47,21 @@ class Delivery:
         return list(self._last_sent)
 
     def is_tracked(self, message_id: UUID) -> bool:
-        return message_id in self._last_sent or message_id in self._awaiting
+        return message_id in self._last_sent
 
     def is_finished(self, message_id: UUID) -> bool:
         return message_id in self._finished
 
-    def await_resume(self, message_id: UUID, channel: str) -> None:
-        """Hold back deltas of an answer already streaming until the client resumes it."""
-        if not self.is_tracked(message_id) and message_id not in self._finished:
-            self._awaiting[message_id] = channel
-
     def follow(self, message_id: UUID, channel: str) -> None:
         """Deliver this answer from seq 1 (it started while we were not listening)."""
         if message_id not in self._finished:
-            self._awaiting.pop(message_id, None)
             self._last_sent.setdefault(message_id, 0)
             self._channel_of[message_id] = channel
+            self._heard_at[message_id] = time.monotonic()
 
     def drop_channel(self, channel: str) -> None:
         """Forget the answers heard on ``channel`` (the consumer unsubscribed from it)."""
-        heard = [m for m, c in (*self._channel_of.items(), *self._awaiting.items()) if c == channel]
-        for message_id in heard:
+        for message_id in [m for m, c in self._channel_of.items() if c == channel]:
             self._forget_progress(message_id)
 
     async def on_event(self, event: Event) -> None:
@@ -74,8 +69,7 @@ class Delivery:
         envelope = unpack(event.data)
         message_id = envelope.message_id
         if envelope.kind == DELTA and message_id is not None:
-            if message_id not in self._awaiting:
-                await self._on_delta(message_id, event.channel, envelope)
+            await self._on_delta(message_id, event.channel, envelope)
         elif envelope.kind == DONE and message_id is not None:
             await self.finish(message_id, envelope.frame)
         elif envelope.kind == CREATED and message_id is not None:
@@ -88,6 +82,7 @@ class Delivery:
         if message_id in self._finished:
             return
         self._channel_of[message_id] = channel
+        self._heard_at[message_id] = time.monotonic()
         last = self._last_sent.get(message_id, 0)
         if envelope.seq <= last:
             return
@@ -105,9 +100,9 @@ class Delivery:
 
         False if the log is lost.
         """
-        self._awaiting.pop(message_id, None)
         self._reported.discard(message_id)  # asked again: a loss is news again
         self._channel_of[message_id] = channel
+        self._heard_at[message_id] = time.monotonic()
         sent = self._last_sent.get(message_id, 0)
         if message_id in self._finished:
             # The client asks again after done: it has lost track, so start afresh.
@@ -155,12 +150,27 @@ class Delivery:
 
     async def repair(self, done_frame: DoneFrame) -> None:
         """After a bus gap: end each followed answer from its row, or fill it from its log."""
-        for message_id in [*self._last_sent, *self._awaiting]:
+        for message_id in list(self._last_sent):
             frame = await done_frame(message_id)
             if frame is not None:
                 await self.finish(message_id, frame)
-            elif message_id in self._last_sent:
+            else:
                 await self.catch_up(message_id)
+
+    async def end_quiet(self, done_frame: DoneFrame, quiet_s: float) -> None:
+        """End followed answers that have been silent for ``quiet_s`` and whose row ended.
+
+        A ``message.done`` whose publish failed for good (the generating instance lost Redis
+        while everyone else kept it) shows no gap anywhere; the row is the record.
+        """
+        now = time.monotonic()
+        for message_id in list(self._last_sent):
+            if now - self._heard_at.get(message_id, now) < quiet_s:
+                continue
+            self._heard_at[message_id] = now  # one row read per quiet period
+            frame = await done_frame(message_id)
+            if frame is not None:
+                await self.finish(message_id, frame)
 
     def forget(self, message_id: UUID) -> None:
         """Drop what is known of an answer, so its ``message.done`` is sent again."""
@@ -170,5 +180,5 @@ class Delivery:
     def _forget_progress(self, message_id: UUID) -> None:
         self._last_sent.pop(message_id, None)
         self._channel_of.pop(message_id, None)
-        self._awaiting.pop(message_id, None)
+        self._heard_at.pop(message_id, None)
         self._reported.discard(message_id)

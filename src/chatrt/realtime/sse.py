@@ -70,6 +70,9 @@ async def stream_message(
             )
             queue.put_nowait(_event("error", ENCODER.encode(error)))
 
+        async def ended(message: UUID) -> bytes | None:
+            return await ended_frame(message, locale)
+
         delivery = Delivery(bus, send, history_lost)
         async with bus.subscribe() as subscription:
             await subscription.add(conversation_channel(conversation_id))
@@ -101,11 +104,13 @@ async def stream_message(
                     )
                     if not done:
                         yield b": keep-alive\n\n"
+                        # A message.done whose publish failed leaves no gap: ask the row.
+                        await delivery.end_quiet(ended, settings.realtime.sse_heartbeat_s)
                         continue
                     event, next_event = next_event.result(), None
                     if event is None:
                         # message.done may be among what was lost: the row knows.
-                        await delivery.repair(lambda lost: ended_frame(lost, locale))
+                        await delivery.repair(ended)
                         continue
                     envelope = unpack(event.data)
                     if envelope.message_id == message_id and envelope.kind in (DELTA, DONE):
