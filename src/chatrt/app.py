@@ -17,6 +17,7 @@ from litestar.di import Provide
 from litestar.middleware.session.server_side import ServerSideSessionBackend
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.plugins.prometheus import PrometheusController
 from litestar.security.session_auth import SessionAuth
 from litestar.stores.base import Store
 from litestar.stores.memory import MemoryStore
@@ -40,6 +41,7 @@ from chatrt.db.engine import database
 from chatrt.errors import EXCEPTION_HANDLERS
 from chatrt.generation.runner import GenerationRunner
 from chatrt.generation.sweeper import Sweeper
+from chatrt.observability import metrics
 from chatrt.observability.health import live, ready
 from chatrt.providers.factory import provider_chain
 from chatrt.realtime.sse import stream_message
@@ -94,6 +96,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 GenerationRunner(bus, chain, settings, instance_id=uuid.uuid4().hex)
             )
             await stack.enter_async_context(Sweeper(bus, settings))
+            stack.callback(metrics.process_exited)
             yield
 
     csrf_config = CSRFConfig(
@@ -124,6 +127,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ws,
             live,
             ready,
+            PrometheusController,
         ],
         lifespan=[lifespan],
         state=State({"settings": settings, "csrf_config": csrf_config}),
@@ -135,7 +139,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "passwords": Provide(_passwords, sync_to_thread=False),
             "redis": Provide(lambda: redis_client, sync_to_thread=False),
         },
-        on_app_init=[session_auth.on_app_init],
+        # Metrics go outermost (after session auth put itself first), so 401s count too.
+        on_app_init=[session_auth.on_app_init, metrics.measure_everything],
         middleware=[csrf_middleware(csrf_config)],
         cors_config=CORSConfig(
             allow_origins=list(settings.server.allowed_origins),

@@ -7,8 +7,11 @@ import asyncio
 import os
 import re
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 
 from chatrt.settings import Settings, SettingsError
 
@@ -105,15 +108,42 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
     if settings.db.is_sqlite:
         # The embedded default must work with no setup step, so it migrates its own file.
         _migrate()
-    uvicorn.run(
-        "chatrt.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        proxy_headers=True,
-        # uvicorn closes an oversized frame with 1009 before it reaches the app.
-        ws_max_size=settings.realtime.max_frame_bytes,
-        timeout_graceful_shutdown=int(settings.server.shutdown_grace_s) + 5,
-    )
+    with _metrics_directory(workers):
+        uvicorn.run(
+            "chatrt.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            proxy_headers=True,
+            # uvicorn closes an oversized frame with 1009 before it reaches the app.
+            ws_max_size=settings.realtime.max_frame_bytes,
+            timeout_graceful_shutdown=int(settings.server.shutdown_grace_s) + 5,
+        )
     return 0
+
+
+@contextmanager
+def _metrics_directory(workers: int) -> Iterator[None]:
+    """With several workers, each writes its metrics to files that ``/metrics`` sums.
+
+    The directory must be set before a worker imports prometheus_client, and must start
+    empty, or a previous run's counts would be added in.
+    """
+    from chatrt.observability.metrics import MULTIPROC_ENV
+
+    if workers <= 1:
+        yield
+        return
+    configured = os.environ.get(MULTIPROC_ENV)
+    if configured:
+        for stale in Path(configured).glob("*.db"):
+            stale.unlink()
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="chatrt-metrics-") as directory:
+        os.environ[MULTIPROC_ENV] = directory
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROC_ENV]

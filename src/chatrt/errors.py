@@ -25,6 +25,7 @@ from litestar.status_codes import (
     HTTP_500_INTERNAL_SERVER_ERROR,
 )
 
+from chatrt.observability import metrics
 from chatrt.settings import Locale
 
 logger = logging.getLogger("chatrt.errors")
@@ -242,6 +243,7 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: Exception) -> R
         status, code = HTTP_500_INTERNAL_SERVER_ERROR, "internal_error"
     if code not in MESSAGES:
         code = STATUS_CODES.get(status, "internal_error")
+    metrics.ERRORS.labels(code, "http").inc()
     return Response(
         content=error_body(code, locale, details),
         status_code=status,

@@ -18,11 +18,14 @@ from tests.support.wait import poll_until
 class Instance:
     """One chatrt process on its own port; stop it gently, or kill -9 it."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path, name: str) -> None:
+    def __init__(
+        self, env: dict[str, str], log_dir: Path, name: str, args: tuple[str, ...] = ()
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.name = name
         self._env = env
+        self._args = args
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -30,7 +33,7 @@ class Instance:
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("CHATRT_", "PICCOLO_"))}
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "chatrt", "serve", "--port", str(self.port)],
+                [sys.executable, "-m", "chatrt", "serve", "--port", str(self.port), *self._args],
                 env=clean | self._env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

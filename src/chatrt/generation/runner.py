@@ -20,6 +20,7 @@ import msgspec
 from chatrt.bus.base import EventBus
 from chatrt.generation.job import Job
 from chatrt.generation.task import Generation
+from chatrt.observability import metrics
 from chatrt.providers.chain import ProviderChain
 from chatrt.realtime.channels import (
     CONTROL,
@@ -63,11 +64,13 @@ class GenerationRunner:
             name=f"generation:{job.message_id}",
         )
         self._tasks[job.message_id] = (task, job.conversation_id)
+        metrics.GENERATIONS_ACTIVE.inc()
         task.add_done_callback(lambda done: self._on_done(generation, done))
 
     def _on_done(self, generation: Generation, task: asyncio.Task[None]) -> None:
         message_id = generation.job.message_id
         self._tasks.pop(message_id, None)
+        metrics.GENERATIONS_ACTIVE.dec()
         reason = self._reasons.pop(message_id, "cancelled")
         if task.cancelled() and not generation.started:
             # Cancelled before its first step, so ``run`` never ran: end the row here.

@@ -18,6 +18,7 @@ from chatrt.generation.job import Job
 from chatrt.generation.prompt import build_prompt
 from chatrt.generation.store import Outcome, checkpoint, finish
 from chatrt.generation.titles import name_conversation
+from chatrt.observability import metrics
 from chatrt.providers.base import ProviderError, Started, TextDelta, Usage
 from chatrt.providers.chain import ProviderChain
 from chatrt.realtime import publish
@@ -72,13 +73,15 @@ class Generation:
                 delta=text,
             )
         )
-        await self._bus.append_and_publish(
-            self._log,
-            seq,
-            self._channel,
-            pack(DELTA, frame, self.job.message_id, seq),
-            self._settings.stream_log_ttl_s,
-        )
+        with metrics.timed(metrics.BUS_PUBLISH, "append_and_publish"):
+            await self._bus.append_and_publish(
+                self._log,
+                seq,
+                self._channel,
+                pack(DELTA, frame, self.job.message_id, seq),
+                self._settings.stream_log_ttl_s,
+            )
+        metrics.DELTAS.inc()
 
     async def _hold_lease(self) -> None:
         """Renew the lease every third of its TTL; never waits on anything but Redis."""
@@ -205,6 +208,7 @@ class Generation:
             ),
             error_code=error_code,
         )
+        _observe(outcome)
         # From here on the row must leave ``streaming``: a second cancel (a double Stop,
         # shutdown) is absorbed until the final write is done.
         wrap_up = asyncio.ensure_future(self._wrap_up(helpers, outcome))
@@ -267,6 +271,20 @@ async def _quietly(step: Awaitable[None]) -> None:
         await step
     except Exception as exc:
         logger.warning("post-generation step failed", extra={"error": repr(exc)})
+
+
+def _observe(outcome: Outcome) -> None:
+    model, provider = outcome.ai_model or "none", outcome.provider or "none"
+    metrics.GENERATIONS.labels(model, provider, outcome.status).inc()
+    if outcome.response_time_ms is not None:
+        metrics.RESPONSE_TIME.labels(model, provider).observe(outcome.response_time_ms / 1000)
+    if outcome.time_to_first_token_ms is not None:
+        ttft = outcome.time_to_first_token_ms / 1000
+        metrics.TIME_TO_FIRST_TOKEN.labels(model, provider).observe(ttft)
+    if outcome.prompt_tokens:
+        metrics.TOKENS.labels(model, provider, "prompt").inc(outcome.prompt_tokens)
+    if outcome.completion_tokens:
+        metrics.TOKENS.labels(model, provider, "completion").inc(outcome.completion_tokens)
 
 
 async def _retried(step: Callable[[], Awaitable[None]]) -> None:

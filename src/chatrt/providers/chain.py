@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, Sequence
 
+from chatrt.observability import metrics
 from chatrt.providers.base import (
     PromptMessage,
     Provider,
@@ -90,6 +91,7 @@ class ProviderChain:
                         breaker.failed()
                     raise
                 breaker.failed()
+                metrics.FALLBACKS.labels(provider.name).inc()
                 last_error = exc
         raise ProviderError(
             "all_providers_failed" if last_error else "no_provider", retryable=False

@@ -27,6 +27,7 @@ from chatrt.conversations.submit import submit
 from chatrt.errors import AppError, localize
 from chatrt.generation.cancel import cancel, owned_message
 from chatrt.generation.runner import GenerationRunner
+from chatrt.observability import metrics
 from chatrt.realtime.channels import (
     REVOKED,
     conversation_channel,
@@ -150,6 +151,7 @@ class Connection:
         message_id: UUID | None = None,
         retry_after: float | None = None,
     ) -> None:
+        metrics.ERRORS.labels(code, "ws").inc()
         await self._send_frame(
             ErrorFrame(
                 code=code,
@@ -346,12 +348,14 @@ class Connection:
             if current.status != "streaming":
                 # Asked for explicitly, so sent again even if this socket saw it already.
                 self._delivery.forget(message_id)
+                metrics.RESUMES.labels("ws", "ended").inc()
                 done = ENCODER.encode(MessageDone(message=current))
                 await self._delivery.finish(message_id, done, backfill=False)
                 return
-            await self._delivery.resume(
+            whole = await self._delivery.resume(
                 message_id, after_seq, conversation_channel(conversation_id)
             )
+            metrics.RESUMES.labels("ws", "ok" if whole else "history_lost").inc()
 
     async def _repair(self) -> None:
         """After a bus gap: catch up what this socket follows, and pick up answers that

@@ -20,6 +20,7 @@ from chatrt.auth.schemas import UserOut
 from chatrt.bus.base import Event, EventBus
 from chatrt.conversations import messages
 from chatrt.errors import error_responses, localize, preferred_locale
+from chatrt.observability import metrics
 from chatrt.realtime.channels import DELTA, DONE, conversation_channel, unpack
 from chatrt.realtime.delivery import Delivery
 from chatrt.realtime.ended import ended_frame
@@ -80,11 +81,15 @@ async def stream_message(
                 request.user.id, conversation_id, message_id, locale
             )
             if latest.status != "streaming":
+                metrics.RESUMES.labels("sse", "ended").inc()
                 await delivery.finish(
                     message_id, ENCODER.encode(MessageDone(message=latest)), False
                 )
             else:
-                await delivery.resume(message_id, after_seq, conversation_channel(conversation_id))
+                whole = await delivery.resume(
+                    message_id, after_seq, conversation_channel(conversation_id)
+                )
+                metrics.RESUMES.labels("sse", "ok" if whole else "history_lost").inc()
             feed = subscription.__aiter__()
             # One pending read survives heartbeats: cancelling the feed's generator on a
             # timeout would end it for good.

@@ -12,6 +12,7 @@ from chatrt.auth.origins import origin_allowed
 from chatrt.bus.base import EventBus
 from chatrt.errors import preferred_locale
 from chatrt.generation.runner import GenerationRunner
+from chatrt.observability import metrics
 from chatrt.realtime.connection import Connection
 from chatrt.settings import Settings
 
@@ -46,7 +47,11 @@ async def ws(
         return
     locale = preferred_locale(socket.headers.get("accept-language"), settings.server.default_locale)
     connection = Connection(socket, user, settings, bus, generations, locale)
-    await connection.serve()
+    metrics.WEBSOCKETS.inc()
+    try:
+        await connection.serve()
+    finally:
+        metrics.WEBSOCKETS.dec()
     if connection.close_code is not None:
         try:
             await socket.close(code=connection.close_code)
