@@ -38,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--ssl-certfile", default=None, metavar="FILE", help="serve HTTPS with this PEM certificate"
+    )
+    serve.add_argument(
+        "--ssl-keyfile", default=None, metavar="FILE", help="the certificate's PEM private key"
+    )
     commands.add_parser("migrate", help="apply pending database migrations")
     purge = commands.add_parser(
         "purge-deleted", help="delete for good conversations soft-deleted long enough ago"
@@ -53,7 +59,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve" and (args.ssl_certfile is None) != (args.ssl_keyfile is None):
+        parser.error("--ssl-certfile and --ssl-keyfile go together")
     try:
         settings = Settings.from_env(os.environ)
     except SettingsError as exc:
@@ -71,7 +80,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"chatrt: configuration error: {exc}", file=sys.stderr)
             return 2
     if args.command == "serve":
-        return _serve(settings, args.host, args.port, args.workers)
+        return _serve(
+            settings,
+            args.host,
+            args.port,
+            args.workers,
+            ssl_certfile=args.ssl_certfile,
+            ssl_keyfile=args.ssl_keyfile,
+        )
     try:
         if args.command == "migrate":
             return _migrate()
@@ -102,7 +118,15 @@ async def _purge(settings: Settings, older_than: timedelta) -> int:
     return 0
 
 
-def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
+def _serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    workers: int,
+    *,
+    ssl_certfile: str | None,
+    ssl_keyfile: str | None,
+) -> int:
     import uvicorn
 
     if settings.db.is_sqlite:
@@ -115,6 +139,8 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
             host=host,
             port=port,
             workers=workers,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
             proxy_headers=True,
             # uvicorn closes an oversized frame with 1009 before it reaches the app.
             ws_max_size=settings.realtime.max_frame_bytes,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Literal, TypeVar
 
@@ -207,6 +207,35 @@ class _Env:
             return parse(raw.strip())
         except (ValueError, msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise SettingsError(f"{name}: {exc}") from None
+
+
+def variable_names() -> tuple[str, ...]:
+    """Every ``CHATRT_*`` variable :meth:`Settings.from_env` reads, in the order it reads them.
+
+    Found by running ``from_env`` on an empty environment that records each lookup, so the
+    list cannot drift from the code; it relies on ``from_env`` reading every variable on
+    every run (no lookup behind a condition).
+    """
+    recorder = _Recorder()
+    Settings.from_env(recorder)
+    return tuple(dict.fromkeys(recorder.names))
+
+
+class _Recorder(Mapping[str, str]):
+    """An empty environment that remembers which names were looked up."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def __getitem__(self, name: str) -> str:
+        self.names.append(name)
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
 
 
 def _database_url(raw: str) -> str:
