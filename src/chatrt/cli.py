@@ -1,4 +1,4 @@
-"""``chatrt serve | migrate | purge-deleted``."""
+"""``chatrt serve | migrate | purge-deleted | backup | restore``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import re
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 
 from chatrt.settings import Settings, SettingsError
 
@@ -46,6 +47,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="AGE",
         help="e.g. 30d (default: CHATRT_RETENTION_DAYS)",
     )
+    backup = commands.add_parser(
+        "backup", help="write the whole database to one file (pg_dump, or a SQLite copy)"
+    )
+    backup.add_argument("--output", dest="path", type=Path, required=True, metavar="FILE")
+    restore = commands.add_parser(
+        "restore", help="replace the database's contents with a backup made by chatrt backup"
+    )
+    restore.add_argument("--input", dest="path", type=Path, required=True, metavar="FILE")
     return parser
 
 
@@ -72,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "migrate":
             return _migrate()
+        if args.command in ("backup", "restore"):
+            return _backup_or_restore(settings, args.command, args.path)
         older = args.older_than
         if older is None:
             older = timedelta(days=settings.limits.retention_days)
@@ -96,6 +107,14 @@ async def _purge(settings: Settings, older_than: timedelta) -> int:
     async with database(settings.db):
         count = await purge_deleted(older_than)
     print(f"purged {count} conversation(s) deleted more than {older_than} ago")
+    return 0
+
+
+def _backup_or_restore(settings: Settings, command: str, path: Path) -> int:
+    from chatrt.db.backup import backup, restore
+
+    run = backup if command == "backup" else restore
+    print(run(settings.db, path))
     return 0
 
 

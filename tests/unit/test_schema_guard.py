@@ -54,4 +54,3 @@ def test_a_table_without_its_migration_is_reported() -> None:
 def test_the_failure_tells_the_developer_to_write_a_migration() -> None:
     with pytest.raises(AssertionError, match="Write a migration"):
         assert_matches_tables(declared_schema([Child]), LIVE, "SQLite")
-
