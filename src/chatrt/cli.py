@@ -1,4 +1,4 @@
-"""``chatrt serve | migrate | purge-deleted``."""
+"""``chatrt serve | migrate | purge-deleted | backup | restore | usage-report``."""
 
 from __future__ import annotations
 
@@ -55,6 +55,21 @@ def _parser() -> argparse.ArgumentParser:
         metavar="AGE",
         help="e.g. 30d (default: CHATRT_RETENTION_DAYS)",
     )
+    backup = commands.add_parser(
+        "backup", help="write the whole database to one file (pg_dump, or a SQLite copy)"
+    )
+    backup.add_argument("--output", dest="path", type=Path, required=True, metavar="FILE")
+    restore = commands.add_parser(
+        "restore", help="replace the database's contents with a backup made by chatrt backup"
+    )
+    restore.add_argument("--input", dest="path", type=Path, required=True, metavar="FILE")
+    usage = commands.add_parser(
+        "usage-report", help="tokens and cost by model and user over a recent period"
+    )
+    usage.add_argument(
+        "--since", type=_duration, default=timedelta(days=7), metavar="AGE", help="default 7d"
+    )
+    usage.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
@@ -91,6 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "migrate":
             return _migrate()
+        if args.command in ("backup", "restore"):
+            return _backup_or_restore(settings, args.command, args.path)
+        if args.command == "usage-report":
+            return asyncio.run(_usage_report(settings, args.since, as_json=args.json))
         older = args.older_than
         if older is None:
             older = timedelta(days=settings.limits.retention_days)
@@ -115,6 +134,29 @@ async def _purge(settings: Settings, older_than: timedelta) -> int:
     async with database(settings.db):
         count = await purge_deleted(older_than)
     print(f"purged {count} conversation(s) deleted more than {older_than} ago")
+    return 0
+
+
+def _backup_or_restore(settings: Settings, command: str, path: Path) -> int:
+    from chatrt.db.backup import backup, restore
+
+    run = backup if command == "backup" else restore
+    print(run(settings.db, path))
+    return 0
+
+
+async def _usage_report(settings: Settings, since: timedelta, *, as_json: bool) -> int:
+    from chatrt.clock import utcnow
+    from chatrt.db.engine import database
+    from chatrt.reports import usage
+
+    until = utcnow()
+    async with database(settings.db):
+        report = await usage.usage_report(until - since, until, settings.providers)
+    if as_json:
+        sys.stdout.write(usage.as_json(report).decode() + "\n")
+    else:
+        print(usage.as_text(report))
     return 0
 
 

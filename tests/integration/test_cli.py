@@ -1,4 +1,7 @@
-"""The operator's commands: ``chatrt --help | migrate | serve``, run as real processes."""
+"""The operator's commands: ``chatrt --help | migrate | serve``, run as real processes.
+
+The migrate tests also guard the schema: a table class changed without a migration fails them.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from chatrt.db.tables import TABLES as TABLE_CLASSES
 from tests.conftest import SECRET, run_chatrt
+from tests.support.schema import (
+    assert_matches_tables,
+    declared_schema,
+    postgres_schema,
+    sqlite_schema,
+)
 from tests.support.servers import PostgresServer, free_port
 from tests.support.wait import poll_until
 
@@ -31,7 +41,7 @@ INDEXES = {
 def test_help_lists_every_command() -> None:
     done = run_chatrt("--help", env={})
     assert done.returncode == 0
-    for command in ("serve", "migrate", "purge-deleted"):
+    for command in ("serve", "migrate", "purge-deleted", "backup", "restore", "usage-report"):
         assert command in done.stdout
 
 
@@ -58,6 +68,10 @@ def test_migrate_postgres_twice(pg_server: PostgresServer) -> None:
         applied = pg_server.psql("select count(*) from migration", dbname=name)
         migrations = Path(__file__).parents[2] / "migrations" / "chat"
         assert applied == str(len(list(migrations.glob("chat_*.py"))))
+        # The migrations guard: every table class matches the schema the migrations build.
+        assert_matches_tables(
+            declared_schema(TABLE_CLASSES), postgres_schema(pg_server, name), "PostgreSQL"
+        )
     finally:
         pg_server.drop_database(name)
 
@@ -72,6 +86,7 @@ def test_migrate_sqlite(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         names = {row[0] for row in db.execute("select name from sqlite_master")}
     assert names >= TABLES | INDEXES
+    assert_matches_tables(declared_schema(TABLE_CLASSES), sqlite_schema(path), "SQLite")
 
 
 @pytest.mark.parametrize(

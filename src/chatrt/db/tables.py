@@ -25,7 +25,7 @@ class User(Table, tablename="users"):
 
 class Conversation(Table, tablename="conversations"):
     id = UUID(primary_key=True)
-    user_id = ForeignKey(references=User)
+    user_id = ForeignKey(references=User, null=False)
     title = Varchar(length=200, null=True, default=None)
     system_prompt = Text(null=True, default=None)
     model = Varchar(length=200, null=True, default=None)
@@ -38,7 +38,7 @@ class Conversation(Table, tablename="conversations"):
 
 class Message(Table, tablename="messages"):
     id = UUID(primary_key=True)
-    conversation_id = ForeignKey(references=Conversation)
+    conversation_id = ForeignKey(references=Conversation, null=False)
     message_index = Integer()
     role = Varchar(length=16)
     content = Text(default="")

@@ -1,0 +1,1 @@
+"""Reports for operators, read straight from the database."""
