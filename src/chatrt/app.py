@@ -41,7 +41,10 @@ from chatrt.db.engine import database
 from chatrt.errors import EXCEPTION_HANDLERS
 from chatrt.generation.runner import GenerationRunner
 from chatrt.generation.sweeper import Sweeper
+from chatrt.middleware.etag import ETagMiddleware
+from chatrt.middleware.security_headers import SecurityHeadersMiddleware
 from chatrt.observability import metrics
+from chatrt.observability.access import RequestLogMiddleware
 from chatrt.observability.health import live, ready
 from chatrt.providers.factory import provider_chain
 from chatrt.realtime.sse import stream_message
@@ -118,7 +121,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         exclude=["^/health/", "^/schema", "^/metrics$"],
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             AuthController,
             ConversationController,
@@ -158,8 +161,19 @@ def create_app(settings: Settings | None = None) -> Litestar:
             path="/schema",
             render_plugins=[SwaggerRenderPlugin(path="/swagger")],
         ),
+        # Logging is configured by whoever runs the app (``chatrt serve``: JSON lines);
+        # Litestar's default config would install a second root handler on top of it.
+        logging_config=None,
         debug=False,
     )
+    # Litestar's ``middleware=`` runs only for requests that matched a route; these layers
+    # must also see 404s, 405s and everything answered before routing, so they wrap it all.
+    app.asgi_handler = RequestLogMiddleware(
+        SecurityHeadersMiddleware(
+            ETagMiddleware(app.asgi_handler), hsts=settings.server.cookie_secure
+        )
+    )
+    return app
 
 
 def _stores(redis_client: aredis.Redis | None) -> dict[str, Store]:

@@ -127,6 +127,23 @@ def _migrate() -> int:
     return 0
 
 
+def _migrate_logged() -> None:
+    """Migrate, turning Piccolo's printed progress into log lines."""
+    import contextlib
+    import io
+    import logging
+
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            _migrate()
+    finally:
+        logger = logging.getLogger("chatrt.migrate")
+        for line in printed.getvalue().splitlines():
+            if line.strip():
+                logger.info(line.strip())
+
+
 async def _purge(settings: Settings, older_than: timedelta) -> int:
     from chatrt.conversations.service import purge_deleted
     from chatrt.db.engine import database
@@ -169,11 +186,19 @@ def _serve(
     ssl_certfile: str | None,
     ssl_keyfile: str | None,
 ) -> int:
+    import logging.config
+
     import uvicorn
 
+    from chatrt.observability.logs import log_config
+
+    # Configured here as well as by uvicorn, so the migration's output is logged alike.
+    logging.config.dictConfig(log_config(settings.log))
+    # Python warnings become log lines in the same format instead of raw stderr text.
+    logging.captureWarnings(True)
     if settings.db.is_sqlite:
         # The embedded default must work with no setup step, so it migrates its own file.
-        _migrate()
+        _migrate_logged()
     with _metrics_directory(workers):
         uvicorn.run(
             "chatrt.app:create_app",
@@ -184,6 +209,9 @@ def _serve(
             ssl_certfile=ssl_certfile,
             ssl_keyfile=ssl_keyfile,
             proxy_headers=True,
+            # Our request log replaces uvicorn's access log: route templates, not raw paths.
+            log_config=log_config(settings.log),
+            access_log=False,
             # uvicorn closes an oversized frame with 1009 before it reaches the app.
             ws_max_size=settings.realtime.max_frame_bytes,
             timeout_graceful_shutdown=int(settings.server.shutdown_grace_s) + 5,

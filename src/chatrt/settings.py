@@ -15,6 +15,8 @@ from typing import Annotated, Literal, TypeVar
 import msgspec
 
 Locale = Literal["th", "en"]
+LogFormat = Literal["json", "text"]
+LogLevel = Literal["debug", "info", "warning", "error"]
 
 T = TypeVar("T")
 
@@ -106,6 +108,12 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     shutdown_grace_s: float = 10.0
 
 
+class LogSettings(msgspec.Struct, frozen=True, kw_only=True):
+    # JSON lines for log shippers; text keeps the embedded default readable in a terminal.
+    format: LogFormat = "json"
+    level: LogLevel = "info"
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db: DatabaseSettings
     redis: RedisSettings
@@ -115,6 +123,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     realtime: RealtimeSettings
     demo: DemoSettings
     server: ServerSettings
+    log: LogSettings
 
     @property
     def is_embedded(self) -> bool:
@@ -191,6 +200,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 cookie_secure=env.get("CHATRT_COOKIE_SECURE", _bool, False),
                 default_locale=env.get("CHATRT_DEFAULT_LOCALE", _locale, "th"),
                 shutdown_grace_s=env.get("CHATRT_SHUTDOWN_GRACE_S", _positive_float, 10.0),
+            ),
+            log=LogSettings(
+                format=env.get("CHATRT_LOG_FORMAT", _log_format, "text" if embedded else "json"),
+                level=env.get("CHATRT_LOG_LEVEL", _log_level, "info"),
             ),
         )
 
@@ -306,6 +319,30 @@ def _locale(raw: str) -> Locale:
     if raw == "en":
         return "en"
     raise ValueError("expected th or en")
+
+
+def _log_format(raw: str) -> LogFormat:
+    lowered = raw.lower()
+    if lowered == "json":
+        return "json"
+    if lowered == "text":
+        return "text"
+    raise ValueError("expected json or text")
+
+
+_LOG_LEVELS: dict[str, LogLevel] = {
+    "debug": "debug",
+    "info": "info",
+    "warning": "warning",
+    "error": "error",
+}
+
+
+def _log_level(raw: str) -> LogLevel:
+    level = _LOG_LEVELS.get(raw.lower())
+    if level is None:
+        raise ValueError("expected debug, info, warning or error")
+    return level
 
 
 def _providers(raw: str) -> tuple[ProviderSettings, ...]:

@@ -220,7 +220,9 @@ class Generation:
         # Bounded: a helper that swallowed its cancel must not hold the answer hostage.
         await asyncio.wait(helpers, timeout=2)
         try:
-            if not self._ended_elsewhere:
+            if self._ended_elsewhere:
+                self._log_end(outcome, recorded=False)
+            else:
                 await self._write_final(outcome)
         finally:
             await self._let_go()
@@ -250,6 +252,7 @@ class Generation:
         await self._coalescer.flush()
         outcome = msgspec.structs.replace(outcome, content=self._coalescer.text)
         row = await finish(job.message_id, outcome)
+        self._log_end(outcome, recorded=row is not None)
         if row is None:
             return
         message = to_message(row, self._locale)
@@ -259,6 +262,32 @@ class Generation:
         if outcome.status == "complete" and job.title is None and job.message_index == 1:
             await _quietly(name_conversation(job, self._chain, outcome.provider, self._bus))
         await _quietly(self._conversation_updated())
+
+    def _log_end(self, outcome: Outcome, *, recorded: bool) -> None:
+        """One line per answer: ids, provider, timings and token counts, never the text.
+
+        ``recorded`` is false when another party (the sweeper, a cancel with no owner)
+        wrote the final row first; that row's status wins.
+        """
+        job = self.job
+        logger.info(
+            "generation ended",
+            extra={
+                "message_id": str(job.message_id),
+                "conversation_id": str(job.conversation_id),
+                "user_id": str(job.user_id),
+                "provider": outcome.provider,
+                "model": outcome.ai_model,
+                "status": outcome.status,
+                "error_code": outcome.error_code,
+                "ttft_ms": outcome.time_to_first_token_ms,
+                "response_ms": outcome.response_time_ms,
+                "prompt_tokens": outcome.prompt_tokens,
+                "completion_tokens": outcome.completion_tokens,
+                "tokens_estimated": outcome.usage_estimated,
+                "recorded": recorded,
+            },
+        )
 
     async def _conversation_updated(self) -> None:
         conversation = await conversations.get(self.job.user_id, self.job.conversation_id)

@@ -1,1 +1,1 @@
-"""Health checks, and later metrics and logging."""
+"""Health checks, JSON logs, the request log and request ids."""

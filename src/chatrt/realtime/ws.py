@@ -45,6 +45,8 @@ async def ws(
     if user is None:
         await socket.close(code=CLOSE_UNAUTHENTICATED, reason="not signed in")
         return
+    # Where the auth middleware would have put it, so the request log names the user.
+    socket.scope["user"] = user
     locale = preferred_locale(socket.headers.get("accept-language"), settings.server.default_locale)
     connection = Connection(socket, user, settings, bus, generations, locale)
     metrics.WEBSOCKETS.inc()
