@@ -50,8 +50,8 @@ async def http(balanced: tuple[Nginx, Instance, Instance]) -> AsyncIterator[http
 
 
 async def _socket(nginx: Nginx, session: str, tag: str) -> WsClient:
-    url = nginx.url.replace("http://", "ws://") + f"/ws?client={tag}"
-    headers = {"cookie": f"session={session}", "origin": nginx.url}
+    url = nginx.url.replace("http://", "ws://") + "/ws"
+    headers = {"cookie": f"session={session}", "origin": nginx.url, "x-request-id": tag}
     return WsClient(await connect(url, additional_headers=headers, max_size=None))
 
 
@@ -80,7 +80,8 @@ async def test_one_answer_through_nginx_reaches_sockets_and_sse_on_both_instance
     conversation = await alice.create_conversation(title="through nginx")
     tag = uuid.uuid4().hex[:12]
     for n in range(4):
-        probe = await http.get("/health/live", params={"probe": f"{tag}-{n}"})
+        # Our request log keeps no query strings: the request id marks a probe instead.
+        probe = await http.get("/api/auth/me", headers={"x-request-id": f"{tag}-probe-{n}"})
         assert probe.status_code == 200
     sockets: list[WsClient] = []
     try:
@@ -122,12 +123,14 @@ async def test_one_answer_through_nginx_reaches_sockets_and_sse_on_both_instance
     # Unbuffered: the first event reached the SSE client long before the answer ended.
     assert sse[0][2] < min(finished) - 0.3
     assert (await alice.history(conversation["id"]))[0]["content"] == content
+    # Metrics are for the scraper on the private network, not for the internet.
+    assert (await http.get("/metrics")).status_code == 404
 
     logs = {instance.name: instance.log_path.read_text() for instance in (a, b)}
     for name, log in logs.items():
-        assert f"probe={tag}-" in log, f"no request through nginx reached instance {name}"
+        assert f'"request_id": "{tag}-probe-' in log, f"no request via nginx reached {name}"
     socket_on = {
-        ws: {name for name, log in logs.items() if f"client={tag}-{ws}" in log}
+        ws: {name for name, log in logs.items() if f'"request_id": "{tag}-{ws}"' in log}
         for ws in ("ws1", "ws2")
     }
     assert socket_on["ws1"] | socket_on["ws2"] == {"a", "b"}, socket_on
