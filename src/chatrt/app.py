@@ -43,7 +43,7 @@ from chatrt.generation.runner import GenerationRunner
 from chatrt.generation.sweeper import Sweeper
 from chatrt.middleware.etag import ETagMiddleware
 from chatrt.middleware.security_headers import SecurityHeadersMiddleware
-from chatrt.observability import metrics
+from chatrt.observability import error_tracking, metrics
 from chatrt.observability.access import RequestLogMiddleware
 from chatrt.observability.health import live, ready
 from chatrt.providers.factory import provider_chain
@@ -77,6 +77,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            # First in, last out: sees failures of every later step, flushes after them.
+            await stack.enter_async_context(error_tracking.running(settings.sentry))
             if redis_client is not None:
                 stack.push_async_callback(redis_client.aclose)
             await stack.enter_async_context(database(settings.db))
@@ -169,8 +171,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # Litestar's ``middleware=`` runs only for requests that matched a route; these layers
     # must also see 404s, 405s and everything answered before routing, so they wrap it all.
     app.asgi_handler = RequestLogMiddleware(
-        SecurityHeadersMiddleware(
-            ETagMiddleware(app.asgi_handler), hsts=settings.server.cookie_secure
+        error_tracking.around(
+            SecurityHeadersMiddleware(
+                ETagMiddleware(app.asgi_handler), hsts=settings.server.cookie_secure
+            ),
+            settings.sentry,
         )
     )
     return app

@@ -7,10 +7,12 @@ Nothing else in chatrt reads ``os.environ``: ``create_app`` and the CLI call
 from __future__ import annotations
 
 import math
+import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -114,6 +116,14 @@ class LogSettings(msgspec.Struct, frozen=True, kw_only=True):
     level: LogLevel = "info"
 
 
+class SentrySettings(msgspec.Struct, frozen=True, kw_only=True):
+    # None: error tracking is off and sentry-sdk is never imported.
+    dsn: str | None = None
+    # None: Sentry's own default ("production").
+    environment: str | None = None
+    traces_sample_rate: float = 0.0
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db: DatabaseSettings
     redis: RedisSettings
@@ -124,6 +134,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     demo: DemoSettings
     server: ServerSettings
     log: LogSettings
+    sentry: SentrySettings = msgspec.field(default_factory=SentrySettings)
 
     @property
     def is_embedded(self) -> bool:
@@ -204,6 +215,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             log=LogSettings(
                 format=env.get("CHATRT_LOG_FORMAT", _log_format, "text" if embedded else "json"),
                 level=env.get("CHATRT_LOG_LEVEL", _log_level, "info"),
+            ),
+            sentry=SentrySettings(
+                dsn=env.get("CHATRT_SENTRY_DSN", _sentry_dsn, None),
+                environment=env.get("CHATRT_SENTRY_ENVIRONMENT", _sentry_environment, None),
+                traces_sample_rate=env.get("CHATRT_SENTRY_TRACES_SAMPLE_RATE", _fraction, 0.0),
             ),
         )
 
@@ -343,6 +359,38 @@ def _log_level(raw: str) -> LogLevel:
     if level is None:
         raise ValueError("expected debug, info, warning or error")
     return level
+
+
+def _sentry_dsn(raw: str) -> str:
+    # The message never repeats the value: a DSN carries the project's key.
+    parts = urlsplit(raw)
+    parts.port  # noqa: B018 - raises ValueError on a malformed port
+    project = parts.path.rstrip("/").rpartition("/")[2]
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.username
+        or not parts.hostname
+        or not project.isdigit()
+    ):
+        raise ValueError("expected https://<key>@<host>/<project id>")
+    return raw
+
+
+# Sentry refuses environment names with whitespace or slashes, longer than 64, or "None".
+_SENTRY_ENVIRONMENT = re.compile(r"[^\s/]{1,64}")
+
+
+def _sentry_environment(raw: str) -> str:
+    if not _SENTRY_ENVIRONMENT.fullmatch(raw) or raw == "None":
+        raise ValueError("expected a name of 1-64 characters without spaces or slashes")
+    return raw
+
+
+def _fraction(raw: str) -> float:
+    value = float(raw)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("must be between 0 and 1")
+    return value
 
 
 def _providers(raw: str) -> tuple[ProviderSettings, ...]:

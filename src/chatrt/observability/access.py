@@ -40,7 +40,8 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-def _user_id(scope: Scope) -> str | None:
+def user_id_of(scope: Scope) -> str | None:
+    """The signed-in user's id on this connection, when there is one."""
     # Set by the session auth middleware on routes that need a user; absent elsewhere.
     user: Any = scope.get("user")
     user_id = getattr(user, "id", None)
@@ -112,7 +113,7 @@ def _log(scope: Scope, rid: str, exchange: _Exchange, duration_ms: float) -> Non
     else:
         fields["websocket"] = True
         fields["close_code"] = exchange.close_code
-    user_id = _user_id(scope)
+    user_id = user_id_of(scope)
     if user_id is not None:
         fields["user_id"] = user_id
     status = exchange.status or 0
