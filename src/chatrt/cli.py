@@ -70,12 +70,20 @@ def _parser() -> argparse.ArgumentParser:
         "--since", type=_duration, default=timedelta(days=7), metavar="AGE", help="default 7d"
     )
     usage.add_argument("--json", action="store_true", help="machine-readable output")
+    reference = commands.add_parser(
+        "config-reference", help="print every CHATRT_* variable with its default and meaning"
+    )
+    reference.add_argument(
+        "--write", type=Path, metavar="FILE", help="update the table in FILE instead of printing"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "config-reference":
+        return _config_reference(args.write)
     if args.command == "serve" and (args.ssl_certfile is None) != (args.ssl_keyfile is None):
         parser.error("--ssl-certfile and --ssl-keyfile go together")
     try:
@@ -118,6 +126,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Operators need the cause in one line, not a traceback.
         print(f"chatrt {args.command}: failed: {exc}", file=sys.stderr)
         return 1
+
+
+def _config_reference(path: Path | None) -> int:
+    from chatrt import config_reference
+
+    if path is None:
+        sys.stdout.write(config_reference.table())
+    elif config_reference.write(path):
+        print(f"updated {path}")
+    return 0
 
 
 def _migrate() -> int:

@@ -229,6 +229,8 @@ class _Env:
     environ: Mapping[str, str]
 
     def get(self, name: str, parse: Callable[[str], T], default: T) -> T:
+        if isinstance(self.environ, _Recorder):
+            self.environ.defaults.setdefault(name, default)
         raw = self.environ.get(name)
         if raw is None or raw.strip() == "":
             return default
@@ -245,9 +247,14 @@ def variable_names() -> tuple[str, ...]:
     list cannot drift from the code; it relies on ``from_env`` reading every variable on
     every run (no lookup behind a condition).
     """
+    return tuple(variable_defaults())
+
+
+def variable_defaults() -> dict[str, object]:
+    """Each variable :meth:`Settings.from_env` reads, with the default it falls back to."""
     recorder = _Recorder()
     Settings.from_env(recorder)
-    return tuple(dict.fromkeys(recorder.names))
+    return {name: recorder.defaults.get(name) for name in dict.fromkeys(recorder.names)}
 
 
 class _Recorder(Mapping[str, str]):
@@ -255,6 +262,7 @@ class _Recorder(Mapping[str, str]):
 
     def __init__(self) -> None:
         self.names: list[str] = []
+        self.defaults: dict[str, object] = {}
 
     def __getitem__(self, name: str) -> str:
         self.names.append(name)
