@@ -50,6 +50,7 @@ from chatrt.providers.factory import provider_chain
 from chatrt.realtime.sse import stream_message
 from chatrt.realtime.ws import ws
 from chatrt.settings import Settings
+from chatrt.usage.controller import get_usage
 
 SESSION_MAX_AGE_S = 14 * 24 * 3600
 
@@ -128,6 +129,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AuthController,
             ConversationController,
             MessageController,
+            get_usage,
             stream_message,
             ws,
             live,

@@ -211,6 +211,24 @@ MEANINGS: dict[str, tuple[str | None, str]] = {
             "route template."
         ),
     ),
+    "CHATRT_DAILY_TOKEN_BUDGET": (
+        "`0` (no limit)",
+        (
+            "Tokens (prompt + completion, estimated ones included) one user may spend per UTC"
+            " day. Once the answers recorded today reach it, sends are refused with 429 "
+            "`quota_exceeded` until the next UTC midnight; the answer that crosses the line "
+            "is not cut off."
+        ),
+    ),
+    "CHATRT_DAILY_TOKEN_BUDGET_PER_MODEL": (
+        "unset (none)",
+        (
+            'JSON object `{"model": tokens}`: the same limit per model, on top of the overall'
+            " one (`0` means no limit for that model). A send is checked against the model it"
+            " asks first: its conversation's `model` when a provider serves it, else the "
+            "first provider's."
+        ),
+    ),
 }
 
 

@@ -110,6 +110,14 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     shutdown_grace_s: float = 10.0
 
 
+class BudgetSettings(msgspec.Struct, frozen=True, kw_only=True):
+    # Tokens (prompt + completion) one user may spend per UTC day; None means no limit.
+    daily_tokens: int | None = None
+    # (model, tokens) pairs, sorted: the same limit per model, on top of ``daily_tokens``.
+    # A tuple rather than a dict keeps the settings immutable and hashable.
+    daily_tokens_per_model: tuple[tuple[str, int], ...] = ()
+
+
 class LogSettings(msgspec.Struct, frozen=True, kw_only=True):
     # JSON lines for log shippers; text keeps the embedded default readable in a terminal.
     format: LogFormat = "json"
@@ -128,6 +136,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db: DatabaseSettings
     redis: RedisSettings
     providers: tuple[ProviderSettings, ...]
+    budget: BudgetSettings
     limits: LimitSettings
     generation: GenerationSettings
     realtime: RealtimeSettings
@@ -174,6 +183,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             db=db,
             redis=redis,
             providers=env.get("CHATRT_PROVIDERS", _providers, ()),
+            budget=BudgetSettings(
+                daily_tokens=env.get("CHATRT_DAILY_TOKEN_BUDGET", _budget, None),
+                daily_tokens_per_model=env.get(
+                    "CHATRT_DAILY_TOKEN_BUDGET_PER_MODEL", _budget_per_model, ()
+                ),
+            ),
             limits=LimitSettings(
                 max_content_chars=env.get("CHATRT_MAX_CONTENT_CHARS", _positive_int, 32_000),
                 max_body_bytes=env.get("CHATRT_MAX_BODY_BYTES", _positive_int, 1_048_576),
@@ -409,3 +424,16 @@ def _providers(raw: str) -> tuple[ProviderSettings, ...]:
     if len(set(names)) != len(names):
         raise ValueError("provider names must be unique")
     return providers
+
+
+def _budget(raw: str) -> int | None:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be zero (no limit) or a positive number of tokens")
+    return value or None
+
+
+def _budget_per_model(raw: str) -> tuple[tuple[str, int], ...]:
+    budgets = msgspec.json.decode(raw, type=dict[NonEmpty, Annotated[int, msgspec.Meta(ge=0)]])
+    # Zero means no limit for that model, as for the overall budget.
+    return tuple(sorted((model, tokens) for model, tokens in budgets.items() if tokens))

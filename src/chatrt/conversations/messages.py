@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
@@ -161,13 +162,15 @@ async def send(
     conversation_id: UUID,
     data: MessageCreate,
     max_content_chars: int,
+    admit: Callable[[], Awaitable[None]] | None = None,
 ) -> SendOutcome:
     """Persist a user message and its ``streaming`` assistant reply in one transaction.
 
     Indexes come from bumping ``message_count`` by two, which also row-locks the conversation,
     so concurrent sends (from any instance) serialise and never share or skip an index. A
     repeated ``client_message_id`` returns the first send and creates nothing; a send while
-    an answer is still streaming is a 409.
+    an answer is still streaming is a 409. ``admit`` (the token budget) may refuse a new
+    send by raising; it runs after the repeat check, so a repeat is never refused.
     """
     if len(data.content) > max_content_chars:
         raise AppError(413, "content_too_long", details={"max_chars": max_content_chars})
@@ -177,6 +180,8 @@ async def send(
     client_id = data.client_message_id
     if client_id is not None and (found := await _existing_send(conversation_id, client_id)):
         return found
+    if admit is not None:
+        await admit()
     now = utcnow()
     try:
         async with write_transaction():

@@ -20,6 +20,7 @@ from chatrt.generation.cancel import cancel
 from chatrt.generation.runner import GenerationRunner
 from chatrt.pagination import Cursor, Limit
 from chatrt.settings import Settings
+from chatrt.usage.budget import TokenBudget
 
 AuthRequest = Request[UserOut, Any, Any]
 
@@ -45,7 +46,7 @@ class MessageController(Controller):
         "/",
         status_code=HTTP_202_ACCEPTED,
         summary="Send a message; the answer is generated in the background",
-        responses=error_responses(400, 401, 403, 404, 409, 413, 422),
+        responses=error_responses(400, 401, 403, 404, 409, 413, 422, 429),
     )
     async def send(
         self,
@@ -63,6 +64,7 @@ class MessageController(Controller):
             settings.limits.max_content_chars,
             bus,
             generations,
+            budget=TokenBudget.from_settings(settings),
         )
 
     @post(

@@ -7,6 +7,7 @@ nothing else.
 
 from __future__ import annotations
 
+from functools import partial
 from uuid import UUID
 
 from chatrt.bus.base import EventBus
@@ -16,6 +17,7 @@ from chatrt.errors import AppError
 from chatrt.generation.job import Job
 from chatrt.generation.runner import GenerationRunner
 from chatrt.realtime import publish
+from chatrt.usage.budget import TokenBudget
 
 
 async def submit(
@@ -25,10 +27,12 @@ async def submit(
     max_content_chars: int,
     bus: EventBus,
     generations: GenerationRunner,
+    budget: TokenBudget | None = None,
 ) -> SendResult:
     if generations.closing:
         raise AppError(503, "shutting_down", headers={"Retry-After": "1"})
-    outcome = await messages.send(user_id, conversation_id, data, max_content_chars)
+    admit = partial(budget.admit, user_id, conversation_id) if budget else None
+    outcome = await messages.send(user_id, conversation_id, data, max_content_chars, admit)
     result = SendResult(user_message=outcome.user, assistant_message=outcome.assistant)
     if not outcome.created:
         return result

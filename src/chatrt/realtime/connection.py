@@ -57,6 +57,7 @@ from chatrt.realtime.frames import (
 )
 from chatrt.settings import Locale, Settings
 from chatrt.tasks import stop
+from chatrt.usage.budget import TokenBudget
 
 logger = logging.getLogger("chatrt.ws")
 
@@ -65,7 +66,9 @@ CLOSE_INTERNAL = 1011
 CLOSE_SLOW = 4408
 CLOSE_FLOOD = 4429
 CLOSE_SIGNED_OUT = 4401
-RETRYABLE = frozenset({"generation_in_progress", "shutting_down", "rate_limited", "internal_error"})
+RETRYABLE = frozenset(
+    {"generation_in_progress", "shutting_down", "rate_limited", "quota_exceeded", "internal_error"}
+)
 
 
 class TokenBucket:
@@ -299,6 +302,7 @@ class Connection:
                 self._settings.limits.max_content_chars,
                 self._bus,
                 self._generations,
+                budget=TokenBudget.from_settings(self._settings),
             )
         elif isinstance(frame, Cancel):
             await cancel(

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from chatrt.db.tables import Message
-from chatrt.providers.demo import DEMO_PROVIDER
+from chatrt.providers.pricing import cost_of
 from chatrt.settings import ProviderSettings
 
 # One aggregate query; the join reaches the owner's email without a query per row.
@@ -53,23 +53,6 @@ class UsageReport(msgspec.Struct, frozen=True, kw_only=True):
     # Sum of the known costs; ``unpriced`` names the providers left out of it.
     cost: float
     unpriced: list[str]
-
-
-def cost_of(
-    provider: str | None,
-    prompt_tokens: int,
-    completion_tokens: int,
-    prices: Sequence[ProviderSettings],
-) -> float | None:
-    if provider == DEMO_PROVIDER:
-        return 0.0
-    for entry in prices:
-        if entry.name == provider:
-            return (
-                prompt_tokens * entry.input_price_per_mtok
-                + completion_tokens * entry.output_price_per_mtok
-            ) / 1_000_000
-    return None
 
 
 async def usage_report(
