@@ -7,10 +7,8 @@ back, and repairs its WebSocket and SSE clients from the log and the row.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
@@ -23,6 +21,7 @@ from tests.support.client import Client
 from tests.support.fake_openai import FakeOpenAI, Script
 from tests.support.instances import Instance
 from tests.support.proxy import SilentProxy
+from tests.support.sse import SseEvent, read_sse, sse_deltas
 from tests.support.wait import wait_until
 from tests.support.ws import WsClient, deltas_of, done_of
 
@@ -51,18 +50,6 @@ def partitioned(
             yield a, b, proxy
 
 
-async def _sse(http: httpx.AsyncClient, url: str, events: list[tuple[str, Any]]) -> None:
-    async with http.stream("GET", url) as response:
-        name = ""
-        async for line in response.aiter_lines():
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                events.append((name, json.loads(line[6:])))
-                if name == "message.done":
-                    return
-
-
 async def test_an_answer_that_ends_during_a_silent_partition_reaches_both_clients(
     partitioned: tuple[Instance, Instance, SilentProxy], fake: FakeOpenAI
 ) -> None:
@@ -84,14 +71,14 @@ async def test_an_answer_that_ends_during_a_silent_partition_reaches_both_client
             sent = await alice.send(conversation["id"], "through the dark")  # runs on A
             message_id = sent.json()["assistant_message"]["id"]
             url = f"/api/conversations/{conversation['id']}/messages/{message_id}/stream"
-            events: list[tuple[str, Any]] = []
+            events: list[SseEvent] = []
 
             async def sse_started() -> bool:
                 return len(events) >= 3
 
             with anyio.fail_after(60):
                 async with anyio.create_task_group() as group:
-                    group.start_soon(_sse, on_b, url, events)
+                    group.start_soon(read_sse, on_b, url, events)
                     await ws.recv_until(lambda f: f["type"] == "message.delta" and f["seq"] >= 3)
                     await wait_until(sse_started, within_s=10)
                     proxy.silent = True
@@ -107,7 +94,7 @@ async def test_an_answer_that_ends_during_a_silent_partition_reaches_both_client
             content = "".join(TOKENS)
             for deltas, final in (
                 (deltas_of(ws.frames, message_id), ws.frames[-1]["message"]),
-                ([e for n, e in events if n == "message.delta"], events[-1][1]["message"]),
+                (sse_deltas(events), events[-1].data["message"]),
             ):
                 assert [d["seq"] for d in deltas] == list(range(1, len(deltas) + 1))
                 assert "".join(d["delta"] for d in deltas) == final["content"] == content

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
@@ -20,6 +18,7 @@ from tests.support.client import Client
 from tests.support.fake_openai import FakeOpenAI, Script
 from tests.support.instances import Instance
 from tests.support.nginx import Nginx
+from tests.support.sse import SseEvent, read_sse, sse_deltas
 from tests.support.ws import WsClient, deltas_of, done_of
 
 pytestmark = [pytest.mark.multi, pytest.mark.anyio]
@@ -55,20 +54,6 @@ async def _socket(nginx: Nginx, session: str, tag: str) -> WsClient:
     return WsClient(await connect(url, additional_headers=headers, max_size=None))
 
 
-async def _sse(client: Client, url: str, events: list[tuple[str, dict[str, Any], float]]) -> None:
-    async with client.http.stream("GET", url, params={"after_seq": 0}) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        name = ""
-        async for line in response.aiter_lines():
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                events.append((name, json.loads(line[6:]), time.monotonic()))
-                if name == "message.done":
-                    return
-
-
 async def test_one_answer_through_nginx_reaches_sockets_and_sse_on_both_instances(
     balanced: tuple[Nginx, Instance, Instance], http: httpx.AsyncClient, fake: FakeOpenAI
 ) -> None:
@@ -95,7 +80,7 @@ async def test_one_answer_through_nginx_reaches_sockets_and_sse_on_both_instance
         assert sent.status_code == 202, sent.text
         message_id = sent.json()["assistant_message"]["id"]
         url = f"/api/conversations/{conversation['id']}/messages/{message_id}/stream"
-        sse: list[tuple[str, dict[str, Any], float]] = []
+        sse: list[SseEvent] = []
         finished: list[float] = []
 
         async def follow(ws: WsClient) -> None:
@@ -103,7 +88,7 @@ async def test_one_answer_through_nginx_reaches_sockets_and_sse_on_both_instance
             finished.append(time.monotonic())
 
         async with anyio.create_task_group() as group:
-            group.start_soon(_sse, alice, url, sse)
+            group.start_soon(read_sse, alice.http, url, sse)
             for ws in sockets:
                 group.start_soon(follow, ws)
     finally:
@@ -112,16 +97,16 @@ async def test_one_answer_through_nginx_reaches_sockets_and_sse_on_both_instance
 
     content = "".join(tokens)
     streams = {f"ws{n}": deltas_of(ws.frames, message_id) for n, ws in enumerate(sockets, 1)}
-    streams["sse"] = [data for name, data, _ in sse if name == "message.delta"]
+    streams["sse"] = sse_deltas(sse)
     for name, deltas in streams.items():
         assert [d["seq"] for d in deltas] == list(range(1, len(deltas) + 1)), name
         assert "".join(d["delta"] for d in deltas) == content, name
     for ws in sockets:
         assert ws.frames[-1]["message"]["content"] == content
-    assert sse[-1][0] == "message.done"
-    assert sse[-1][1]["message"]["content"] == content
+    assert sse[-1].name == "message.done"
+    assert sse[-1].data["message"]["content"] == content
     # Unbuffered: the first event reached the SSE client long before the answer ended.
-    assert sse[0][2] < min(finished) - 0.3
+    assert sse[0].at < min(finished) - 0.3
     assert (await alice.history(conversation["id"]))[0]["content"] == content
     # Metrics are for the scraper on the private network, not for the internet.
     assert (await http.get("/metrics")).status_code == 404

@@ -16,6 +16,7 @@ from tests.conftest import Backend
 from tests.realtime.conftest import Live, providers_env, start_live
 from tests.support.client import Client
 from tests.support.fake_openai import FakeOpenAI, Script
+from tests.support.sse import SseEvent, read_sse
 from tests.support.ws import WsClient, deltas_of, done_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -179,16 +180,8 @@ async def test_sse_errors_follow_the_requests_language(
     )
     await live.bus.expire_log(message_log(uuid.UUID(message_id)), 0.000001)
     url = f"/api/conversations/{conversation_id}/messages/{message_id}/stream"
-    errors: list[dict[str, Any]] = []
-    headers = {"accept-language": language}
-    async with alice.http.stream("GET", url, headers=headers) as response:
-        name = ""
-        async for line in response.aiter_lines():
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: ") and name == "error":
-                errors.append(json.loads(line[6:]))
-            elif line.startswith("data: ") and name == "message.done":
-                break
+    events: list[SseEvent] = []
+    await read_sse(alice.http, url, events, headers={"accept-language": language})
+    errors = [event.data for event in events if event.name == "error"]
     assert [e["code"] for e in errors] == ["stream_history_lost"]
     assert errors[0]["message"] == localize("stream_history_lost", language)

@@ -13,6 +13,7 @@ from chatrt.realtime.channels import message_log
 from tests.conftest import Backend
 from tests.realtime.conftest import Live, providers_env, start_live
 from tests.support.fake_openai import FakeOpenAI, Script
+from tests.support.sse import SseEvent, read_sse, sse_deltas
 from tests.support.ws import WsClient, deltas_of, done_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -91,23 +92,13 @@ async def test_a_lost_log_is_reported_never_a_silent_gap(
 async def test_sse_streams_the_same_events_from_after_seq(live: Live, fake: FakeOpenAI) -> None:
     alice, conversation_id, message_id, watcher = await _streaming(live, fake)
     url = f"/api/conversations/{conversation_id}/messages/{message_id}/stream"
-    events: list[tuple[str, dict[str, Any]]] = []
-    async with alice.http.stream("GET", url, params={"after_seq": 2}) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        name = ""
-        async for line in response.aiter_lines():
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                events.append((name, json.loads(line[6:])))
-                if name == "message.done":
-                    break
+    events: list[SseEvent] = []
+    await read_sse(alice.http, url, events, params={"after_seq": 2})
     await watcher.recv_until(done_of(message_id))
     reference = [d for d in deltas_of(watcher.frames, message_id) if d["seq"] > 2]
-    assert [data for name, data in events if name == "message.delta"] == reference
-    assert events[-1][0] == "message.done"
-    assert events[-1][1]["message"]["content"] == FULL
+    assert sse_deltas(events) == reference
+    assert events[-1].name == "message.done"
+    assert events[-1].data["message"]["content"] == FULL
     finished = await alice.http.get(url)
     assert "event: message.done" in finished.text
     assert "event: message.delta" not in finished.text
