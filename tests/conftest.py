@@ -29,6 +29,14 @@ from tests.support.fake_openai import FakeOpenAI
 from tests.support.servers import PostgresServer, RedisServer
 
 SECRET = "test-secret-key-0123456789abcdef"
+RATE_LIMIT_VARIABLES = (
+    "CHATRT_RATE_LIMIT_IP_PER_WINDOW",
+    "CHATRT_RATE_LIMIT_USER_PER_WINDOW",
+    "CHATRT_WS_SENDS_PER_WINDOW",
+    "CHATRT_LOGIN_PER_EMAIL",
+    "CHATRT_LOGIN_PER_IP",
+    "CHATRT_REGISTER_PER_IP",
+)
 _db_names = itertools.count()
 
 
@@ -115,6 +123,9 @@ class Backend:
             "CHATRT_MAX_CONTENT_CHARS": "2000",
             "CHATRT_MAX_BODY_BYTES": "65536",
             "CHATRT_SHUTDOWN_GRACE_S": "5",
+            # Counted on every request, but out of reach: every client of the suite is
+            # 127.0.0.1. The rate-limit tests set their own small limits.
+            **dict.fromkeys(RATE_LIMIT_VARIABLES, "1000000"),
         }
     )
 

@@ -14,6 +14,7 @@ from litestar.config.cors import CORSConfig
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
 from litestar.middleware.session.server_side import ServerSideSessionBackend
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -47,6 +48,12 @@ from chatrt.observability import error_tracking, metrics
 from chatrt.observability.access import RequestLogMiddleware
 from chatrt.observability.health import live, ready
 from chatrt.providers.factory import provider_chain
+from chatrt.ratelimit.base import EXPOSED_HEADERS, RateLimiter
+from chatrt.ratelimit.http import ip_limit, user_limit
+from chatrt.ratelimit.identity import trusting_proxies
+from chatrt.ratelimit.limits import Limits, Rules
+from chatrt.ratelimit.memory import MemoryRateLimiter
+from chatrt.ratelimit.redis import RedisRateLimiter
 from chatrt.realtime.sse import stream_message
 from chatrt.realtime.ws import ws
 from chatrt.settings import Settings
@@ -97,6 +104,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             else:
                 bus = MemoryBus()
             app.state.bus = bus
+            limiter: RateLimiter = (
+                RedisRateLimiter(redis_client) if redis_client is not None else MemoryRateLimiter()
+            )
+            app.state.limits = Limits(limiter, Rules.from_settings(settings.rate_limit))
             chain = await stack.enter_async_context(provider_chain(settings))
             app.state.generations = await stack.enter_async_context(
                 GenerationRunner(bus, chain, settings, instance_id=uuid.uuid4().hex)
@@ -124,6 +135,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         exclude=["^/health/", "^/schema", "^/metrics$"],
     )
+    state = State({"settings": settings, "csrf_config": csrf_config})
     app = Litestar(
         route_handlers=[
             AuthController,
@@ -137,7 +149,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             PrometheusController,
         ],
         lifespan=[lifespan],
-        state=State({"settings": settings, "csrf_config": csrf_config}),
+        state=state,
         stores=stores,
         dependencies={
             "settings": Provide(_settings, sync_to_thread=False),
@@ -145,14 +157,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "bus": Provide(_bus, sync_to_thread=False),
             "passwords": Provide(_passwords, sync_to_thread=False),
             "redis": Provide(lambda: redis_client, sync_to_thread=False),
+            "limits": Provide(_limits, sync_to_thread=False),
         },
         # Metrics go outermost (after session auth put itself first), so 401s count too.
         on_app_init=[session_auth.on_app_init, metrics.measure_everything],
-        middleware=[csrf_middleware(csrf_config)],
+        # After session auth (which put itself first), so the user is known.
+        middleware=[DefineMiddleware(user_limit, state=state), csrf_middleware(csrf_config)],
         cors_config=CORSConfig(
             allow_origins=list(settings.server.allowed_origins),
             allow_credentials=True,
             allow_headers=["content-type", "x-csrftoken", "accept-language"],
+            expose_headers=list(EXPOSED_HEADERS),
         ),
         allowed_hosts=AllowedHostsConfig(allowed_hosts=list(settings.server.allowed_hosts)),
         request_max_body_size=settings.limits.max_body_bytes,
@@ -172,13 +187,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     # Litestar's ``middleware=`` runs only for requests that matched a route; these layers
     # must also see 404s, 405s and everything answered before routing, so they wrap it all.
-    app.asgi_handler = RequestLogMiddleware(
-        error_tracking.around(
-            SecurityHeadersMiddleware(
-                ETagMiddleware(app.asgi_handler), hsts=settings.server.cookie_secure
-            ),
-            settings.sentry,
-        )
+    # The per-IP limit also counts 404s and 401s; proxy headers are read before anything else.
+    app.asgi_handler = trusting_proxies(
+        RequestLogMiddleware(
+            error_tracking.around(
+                SecurityHeadersMiddleware(
+                    ETagMiddleware(ip_limit(app.asgi_handler, state, app.cors_config)),
+                    hsts=settings.server.cookie_secure,
+                ),
+                settings.sentry,
+            )
+        ),
+        settings.server.trusted_proxies,
     )
     return app
 
@@ -203,6 +223,11 @@ def _passwords(state: State) -> Passwords:
 def _bus(state: State) -> EventBus:
     bus: EventBus = state.bus
     return bus
+
+
+def _limits(state: State) -> Limits:
+    limits: Limits = state.limits
+    return limits
 
 
 def _generations(state: State) -> GenerationRunner:

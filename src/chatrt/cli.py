@@ -226,7 +226,9 @@ def _serve(
             workers=workers,
             ssl_certfile=ssl_certfile,
             ssl_keyfile=ssl_keyfile,
-            proxy_headers=True,
+            # The app reads X-Forwarded-* itself, from CHATRT_TRUSTED_PROXIES only, so that
+            # the client address (a rate-limit key) follows one rule under every server.
+            proxy_headers=False,
             # Our request log replaces uvicorn's access log: route templates, not raw paths.
             log_config=log_config(settings.log),
             access_log=False,

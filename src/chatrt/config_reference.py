@@ -229,6 +229,65 @@ MEANINGS: dict[str, tuple[str | None, str]] = {
             "first provider's."
         ),
     ),
+    "CHATRT_TRUSTED_PROXIES": (
+        None,
+        (
+            "Comma-separated IPs or CIDR networks of reverse proxies whose `X-Forwarded-For` "
+            "and `X-Forwarded-Proto` are believed; `none` trusts nobody, `*` is refused. The "
+            "client address (a rate-limit key) is the right-most `X-Forwarded-For` entry that"
+            " is not a trusted proxy; from any other peer the headers are ignored. Replaces "
+            "uvicorn's `FORWARDED_ALLOW_IPS`, which `chatrt serve` no longer uses."
+        ),
+    ),
+    "CHATRT_RATE_LIMIT_WINDOW_S": (
+        None,
+        (
+            "Length of the window of the three limits below. A window opens at an identity's "
+            "first request; within it the limit is exact across all instances (Redis). `0` in"
+            " any limit switches that limit off."
+        ),
+    ),
+    "CHATRT_RATE_LIMIT_IP_PER_WINDOW": (
+        None,
+        (
+            "HTTP requests per window per client address (IPv6: per /64), counting 401s and "
+            "404s; not `/health/*` or `/metrics`. Over it: 429 `rate_limited`."
+        ),
+    ),
+    "CHATRT_RATE_LIMIT_USER_PER_WINDOW": (
+        None,
+        (
+            "HTTP requests per window per signed-in user, over all their sessions; applies "
+            "together with the per-address limit."
+        ),
+    ),
+    "CHATRT_WS_SENDS_PER_WINDOW": (
+        None,
+        (
+            "WebSocket `send` frames per window per user, over all their sockets; over it the"
+            " frame gets an `error` `rate_limited` with `retry_after` and the socket stays "
+            "open."
+        ),
+    ),
+    "CHATRT_AUTH_WINDOW_S": (
+        None,
+        ("Window of the sign-in throttles below (15 minutes)."),
+    ),
+    "CHATRT_LOGIN_PER_EMAIL": (
+        None,
+        (
+            "Login attempts per window per email (trimmed, lower-case), from any number of "
+            "addresses, right or wrong password alike."
+        ),
+    ),
+    "CHATRT_LOGIN_PER_IP": (
+        None,
+        ("Login attempts per window per client address, whatever the email."),
+    ),
+    "CHATRT_REGISTER_PER_IP": (
+        None,
+        ("Registrations per window per client address."),
+    ),
 }
 
 

@@ -6,6 +6,7 @@ Nothing else in chatrt reads ``os.environ``: ``create_app`` and the CLI call
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 import secrets
@@ -29,6 +30,7 @@ class SettingsError(ValueError):
 
 DEFAULT_DATABASE_URL = "sqlite:///chatrt.sqlite3"
 DEFAULT_ORIGINS = ("http://127.0.0.1:8000", "http://localhost:8000")
+DEFAULT_TRUSTED_PROXIES = ("127.0.0.1", "::1")
 
 
 class DatabaseSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -95,6 +97,20 @@ class RealtimeSettings(msgspec.Struct, frozen=True, kw_only=True):
     sse_heartbeat_s: float = 15.0
 
 
+class RateLimitSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Fixed windows shared by all instances; a limit of 0 switches that limit off."""
+
+    window_s: float = 60.0
+    ip_per_window: int = 1200
+    user_per_window: int = 600
+    ws_sends_per_window: int = 30
+    # Sign-in throttles count every attempt, over a longer window.
+    auth_window_s: float = 900.0
+    login_per_email: int = 10
+    login_per_ip: int = 100
+    register_per_ip: int = 20
+
+
 class DemoSettings(msgspec.Struct, frozen=True, kw_only=True):
     # Pause between demo chunks, so the embedded default visibly streams.
     chunk_delay_ms: int = 30
@@ -108,6 +124,8 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     cookie_secure: bool = False
     default_locale: Locale = "th"
     shutdown_grace_s: float = 10.0
+    # Peers whose X-Forwarded-For / -Proto are believed (IPs or CIDRs; empty: nobody).
+    trusted_proxies: tuple[str, ...] = DEFAULT_TRUSTED_PROXIES
 
 
 class BudgetSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -142,6 +160,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     realtime: RealtimeSettings
     demo: DemoSettings
     server: ServerSettings
+    rate_limit: RateLimitSettings
     log: LogSettings
     sentry: SentrySettings = msgspec.field(default_factory=SentrySettings)
 
@@ -226,6 +245,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 cookie_secure=env.get("CHATRT_COOKIE_SECURE", _bool, False),
                 default_locale=env.get("CHATRT_DEFAULT_LOCALE", _locale, "th"),
                 shutdown_grace_s=env.get("CHATRT_SHUTDOWN_GRACE_S", _positive_float, 10.0),
+                trusted_proxies=env.get(
+                    "CHATRT_TRUSTED_PROXIES", _trusted_proxies, DEFAULT_TRUSTED_PROXIES
+                ),
+            ),
+            rate_limit=RateLimitSettings(
+                window_s=env.get("CHATRT_RATE_LIMIT_WINDOW_S", _positive_float, 60.0),
+                ip_per_window=env.get("CHATRT_RATE_LIMIT_IP_PER_WINDOW", _non_negative_int, 1200),
+                user_per_window=env.get(
+                    "CHATRT_RATE_LIMIT_USER_PER_WINDOW", _non_negative_int, 600
+                ),
+                ws_sends_per_window=env.get("CHATRT_WS_SENDS_PER_WINDOW", _non_negative_int, 30),
+                auth_window_s=env.get("CHATRT_AUTH_WINDOW_S", _positive_float, 900.0),
+                login_per_email=env.get("CHATRT_LOGIN_PER_EMAIL", _non_negative_int, 10),
+                login_per_ip=env.get("CHATRT_LOGIN_PER_IP", _non_negative_int, 100),
+                register_per_ip=env.get("CHATRT_REGISTER_PER_IP", _non_negative_int, 20),
             ),
             log=LogSettings(
                 format=env.get("CHATRT_LOG_FORMAT", _log_format, "text" if embedded else "json"),
@@ -350,6 +384,22 @@ def _origins(raw: str) -> tuple[str, ...]:
         # With credentials, "*" would let any site act as the signed-in user.
         raise ValueError("list the allowed origins; '*' is not accepted")
     return origins
+
+
+def _trusted_proxies(raw: str) -> tuple[str, ...]:
+    if raw.lower() == "none":
+        return ()
+    proxies = []
+    for part in _csv(raw):
+        if part == "*":
+            # Trusting every peer lets any client pick its own address (and rate-limit key).
+            raise ValueError("list the proxies' addresses or networks; '*' is not accepted")
+        try:
+            network = ipaddress.ip_network(part, strict=False)
+        except ValueError:
+            raise ValueError(f"{part!r} is not an IP address or network") from None
+        proxies.append(str(network.network_address) if network.num_addresses == 1 else str(network))
+    return tuple(proxies)
 
 
 def _locale(raw: str) -> Locale:

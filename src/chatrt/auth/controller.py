@@ -16,6 +16,8 @@ from chatrt.auth.schemas import LoginIn, RegisterIn, UserEnvelope, UserOut
 from chatrt.auth.sessions import start_session
 from chatrt.bus.base import EventBus
 from chatrt.errors import error_responses
+from chatrt.ratelimit.identity import client_ip, email_identity
+from chatrt.ratelimit.limits import Limits
 from chatrt.realtime import publish
 
 AuthRequest = Request[UserOut, Any, Any]
@@ -31,14 +33,16 @@ class AuthController(Controller):
         exclude_from_auth=True,
         exclude_from_csrf=True,
         summary="Create an account and sign in",
-        responses=error_responses(400, 409, 413, 422),
+        responses=error_responses(400, 409, 413, 422, 429),
     )
     async def register(
         self,
         request: AuthRequest,
         data: JSONBody[RegisterIn],
         passwords: NamedDependency[Passwords],
+        limits: NamedDependency[Limits],
     ) -> Response[UserEnvelope]:
+        await limits.enforce(limits.rules.register_ip, client_ip(request.scope))
         user = await service.register(data, passwords)
         return _signed_in(request, user, HTTP_201_CREATED)
 
@@ -48,14 +52,19 @@ class AuthController(Controller):
         exclude_from_auth=True,
         exclude_from_csrf=True,
         summary="Sign in (the session id is always replaced)",
-        responses=error_responses(400, 401, 413, 422),
+        responses=error_responses(400, 401, 413, 422, 429),
     )
     async def login(
         self,
         request: AuthRequest,
         data: JSONBody[LoginIn],
         passwords: NamedDependency[Passwords],
+        limits: NamedDependency[Limits],
     ) -> Response[UserEnvelope]:
+        # Every attempt counts, before the password is checked: per address, and per
+        # account from any number of addresses.
+        await limits.enforce(limits.rules.login_ip, client_ip(request.scope))
+        await limits.enforce(limits.rules.login_email, email_identity(data.email))
         user = await service.authenticate(data, passwords)
         return _signed_in(request, user, HTTP_200_OK)
 

@@ -4,7 +4,7 @@ Three tasks per socket: the receiver (client frames, one at a time), the dispatc
 events) and the sender (the only writer to the socket, fed by a bounded queue). A client
 too slow to drain its queue is closed with 4408 rather than slowing anyone else; a flood is
 closed with 4429, an oversized frame with 1009. A bad frame gets an ``error`` frame and the
-socket stays open.
+socket stays open, as does a ``send`` over the user's rate limit (``rate_limited``).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from chatrt.errors import AppError, localize
 from chatrt.generation.cancel import cancel, owned_message
 from chatrt.generation.runner import GenerationRunner
 from chatrt.observability import metrics
+from chatrt.ratelimit.limits import Limits
 from chatrt.realtime.channels import (
     REVOKED,
     conversation_channel,
@@ -98,6 +99,7 @@ class Connection:
         settings: Settings,
         bus: EventBus,
         generations: GenerationRunner,
+        limits: Limits,
         locale: Locale,
     ) -> None:
         self._socket = socket
@@ -105,6 +107,7 @@ class Connection:
         self._settings = settings
         self._bus = bus
         self._generations = generations
+        self._limits = limits
         self._locale = locale
         self._out: asyncio.Queue[str] = asyncio.Queue(settings.realtime.send_queue_frames)
         self._bucket = TokenBucket(
@@ -293,6 +296,9 @@ class Connection:
         elif isinstance(frame, Unsubscribe):
             await self._unsubscribe(frame.conversation_id)
         elif isinstance(frame, Send):
+            # Per user, across all of their sockets on every instance; refused before any
+            # work, with an error frame (retry_after) and the socket left open.
+            await self._limits.enforce(self._limits.rules.ws_send, str(self._user.id))
             await service.get(self._user.id, frame.conversation_id)
             await self._follow(frame.conversation_id)
             await submit(

@@ -13,6 +13,7 @@ from chatrt.bus.base import EventBus
 from chatrt.errors import preferred_locale
 from chatrt.generation.runner import GenerationRunner
 from chatrt.observability import metrics
+from chatrt.ratelimit.limits import Limits
 from chatrt.realtime.connection import Connection
 from chatrt.settings import Settings
 
@@ -26,6 +27,7 @@ async def ws(
     settings: NamedDependency[Settings],
     bus: NamedDependency[EventBus],
     generations: NamedDependency[GenerationRunner],
+    limits: NamedDependency[Limits],
 ) -> None:
     """The real-time channel; see docs/protocol.md for the frames."""
     # Accept before refusing: a close before accept reaches the client as a bare HTTP 403
@@ -48,7 +50,7 @@ async def ws(
     # Where the auth middleware would have put it, so the request log names the user.
     socket.scope["user"] = user
     locale = preferred_locale(socket.headers.get("accept-language"), settings.server.default_locale)
-    connection = Connection(socket, user, settings, bus, generations, locale)
+    connection = Connection(socket, user, settings, bus, generations, limits, locale)
     metrics.WEBSOCKETS.inc()
     try:
         await connection.serve()

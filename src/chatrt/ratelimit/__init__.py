@@ -1,0 +1,1 @@
+"""Rate limits that hold across instances: per client IP, per user, per sign-in target."""
