@@ -51,6 +51,7 @@ from chatrt.realtime.sse import stream_message
 from chatrt.realtime.ws import ws
 from chatrt.settings import Settings
 from chatrt.usage.controller import get_usage
+from chatrt.web import web_routes
 
 SESSION_MAX_AGE_S = 14 * 24 * 3600
 
@@ -135,6 +136,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             live,
             ready,
             PrometheusController,
+            *web_routes(),
         ],
         lifespan=[lifespan],
         state=State({"settings": settings, "csrf_config": csrf_config}),
