@@ -340,4 +340,7 @@ def test_a_phone_sized_screen_shows_the_list_and_the_conversation_in_turn(
     page.click("#back")
     expect(page.locator("#sidebar")).to_be_visible()
     expect(page.locator("li.conv-item")).to_have_count(1)
+    expect(page.locator("#new-chat")).to_be_in_viewport()
+    expect(page.locator("#logout")).to_be_in_viewport()
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     screenshot(tab, "phone-list")

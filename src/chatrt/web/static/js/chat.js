@@ -277,12 +277,11 @@ export class ChatView {
     if (!entry && message.role === "user" && message.client_message_id) {
       entry = this.adoptPending(message);
     }
-    if (entry) {
-      entry.answer.apply(message);
-    } else {
+    if (!entry) {
       entry = this.createEntry(message.id, message.role, message);
+    } else if (entry.answer.apply(message)) {
+      entry.message = message;
     }
-    entry.message = message;
     entry.index = message.message_index;
     entry.li.dataset.index = String(message.message_index);
     this.render(entry);
