@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Route, WebSocketRoute, expect
 
 from tests.browser.conftest import PHONE, SCRIPTED, Web
-from tests.support.browser import Tab, assert_shown_exactly, demo_answer
+from tests.support.browser import PASSWORD, Tab, assert_shown_exactly, demo_answer
 from tests.support.fake_openai import FakeOpenAI, Script
 from tests.support.instances import Instance
 from tests.support.wait import poll_until
@@ -66,7 +66,7 @@ def test_markup_from_users_and_the_model_renders_as_text(web: Web, embedded: Ins
 def test_reload_mid_answer_continues_with_nothing_missing_or_doubled(
     web: Web, scripted: Instance, fake_server: FakeOpenAI
 ) -> None:
-    tokens = [f"w{i:02d} " for i in range(70)]
+    tokens = [f"w{i:02d} " for i in range(100)]
     fake_server.script(SCRIPTED, Script(tokens=tokens, delay_s=0.04))
     tab = web.tab(web.context(), scripted.url)
     tab.register()
@@ -231,7 +231,9 @@ def test_two_tabs_see_each_others_messages_and_list_changes(web: Web, embedded: 
 def test_an_ended_session_sends_every_tab_to_sign_in(web: Web, embedded: Instance) -> None:
     context = web.context()
     a = web.tab(context, embedded.url)
-    a.register()
+    email = a.register()
+    a.send("Keep this")
+    conversation_id = a.conversation_id
     b = web.tab(context, embedded.url)
     b.wait_signed_in()
     b.page.click("#logout")
@@ -241,6 +243,13 @@ def test_an_ended_session_sends_every_tab_to_sign_in(web: Web, embedded: Instanc
         "Your session has ended. Please sign in again."
     )
     expect(a.page.locator("#login-form")).to_be_visible()
+    # Signing in again brings the user back to where they were.
+    a.page.fill("#login-email", email)
+    a.page.fill("#login-password", PASSWORD)
+    a.page.press("#login-password", "Enter")
+    a.wait_signed_in()
+    assert a.conversation_id == conversation_id
+    expect(a.page.locator("li.msg-user .msg-text")).to_have_text("Keep this")
 
     # The same through REST: the session cookie is gone when the page next asks for something.
     c = web.tab(web.context(), embedded.url)

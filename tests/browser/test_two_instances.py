@@ -20,8 +20,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.multi]
 @pytest.fixture
 def pair(postgres_backend: Backend, tmp_path: Path) -> Iterator[tuple[Instance, Instance]]:
     env = postgres_backend.defaults | postgres_backend.env
-    # The demo model, slowed so that an answer streams for about three seconds.
-    env |= {"CHATRT_DEMO_CHUNK_DELAY_MS": "60", "CHATRT_CHECKPOINT_INTERVAL_S": "0.3"}
+    # The demo model, slowed so that an answer streams for about four seconds.
+    env |= {"CHATRT_DEMO_CHUNK_DELAY_MS": "80", "CHATRT_CHECKPOINT_INTERVAL_S": "0.3"}
     one, two = Instance(env, tmp_path, "one"), Instance(env, tmp_path, "two")
     with one, two:
         yield one, two

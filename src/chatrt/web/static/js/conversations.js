@@ -164,7 +164,9 @@ export class ConversationList {
     const last = conversation.last_message;
     let preview = t("list.noMessages");
     if (last) {
-      preview = last.preview || (last.role === "assistant" ? t("list.answering") : "");
+      // An empty answer: still streaming, or stopped before its first word (the list
+      // cannot tell which).
+      preview = last.preview || "…";
     }
     setText(link.querySelector(".conv-preview"), preview);
     if (conversation.id === this.activeId) link.setAttribute("aria-current", "page");
