@@ -1,27 +1,16 @@
-// The open conversation: its history (loaded upward by cursor), live answers, the composer
-// (optimistic sends with a client_message_id), Stop, rename and delete.
+// The open conversation: opening it (resume, then subscribe, then the newest history page),
+// older history by cursor, and the socket's events for it. Its parts: the header (title,
+// rename, delete), the messages on screen, and the composer (send, Stop).
 
-import { AnswerText } from "./answer.js";
-import { api, newId, query } from "./api.js";
-import { conversationTitle } from "./conversations.js";
-import { el, say, setText } from "./dom.js";
-import { answerError, t } from "./i18n.js";
+import { api, query } from "./api.js";
+import { Composer } from "./composer.js";
+import { say } from "./dom.js";
+import { ConversationHeader } from "./header.js";
+import { t } from "./i18n.js";
+import { MessageLog } from "./messages.js";
 
 const PAGE_SIZE = 30;
-const SEND_RETRIES = 3; // network failures only; the client_message_id makes retries safe
 const POLL_MS = 2000;
-const NEAR_BOTTOM_PX = 80;
-
-// Placed messages (by index), then answers whose index we do not know yet, then unsent ones.
-function rank(entry) {
-  if (entry.pending) return 2;
-  return entry.index === null || entry.index === undefined ? 1 : 0;
-}
-
-function comesAfter(a, b) {
-  if (rank(a) !== rank(b)) return rank(a) > rank(b);
-  return rank(a) === 0 && a.index > b.index;
-}
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -30,21 +19,19 @@ export class ChatView {
     this.dom = dom;
     this.socket = socket;
     this.list = list;
-    this.toast = toast;
     this.navigate = navigate;
     this.conversationId = null;
     this.conversation = null;
     this.opened = false;
     this.epoch = 0; // bumped whenever the view changes: late results of the old one are dropped
-    this.entries = new Map(); // message id (or "pending:<client id>") -> entry
     this.olderCursor = null;
     this.historyReady = false;
     this.loadingOlder = false;
-    this.sending = false;
-    this.stopping = false;
-    this.deleting = null;
     this.flash = "";
     this.refreshTimer = null;
+    this.log = new MessageLog({ list: dom.messages, scroll: dom.scroll });
+    this.header = new ConversationHeader({ dom, chat: this, list, toast, navigate });
+    this.composer = new Composer({ dom, chat: this });
     this.olderObserver = new IntersectionObserver(
       (seen) => {
         if (seen.some((entry) => entry.isIntersecting)) this.loadOlder();
@@ -52,39 +39,15 @@ export class ChatView {
       { root: dom.scroll, rootMargin: "150px" },
     );
     this.olderObserver.observe(dom.older);
-    this.bindEvents();
-  }
-
-  bindEvents() {
-    const { dom } = this;
-    dom.composer.addEventListener("submit", (event) => {
-      event.preventDefault();
-      this.send();
-    });
-    dom.input.addEventListener("keydown", (event) => {
-      // isComposing: Enter that confirms an input-method candidate (Thai, CJK) is not a send.
-      if (event.key === "Enter" && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
-        event.preventDefault();
-        this.send();
-      }
-    });
-    dom.stop.addEventListener("click", () => this.stop());
     dom.olderButton.addEventListener("click", () => this.loadOlder());
-    dom.rename.addEventListener("click", () => this.startRename());
-    dom.renameCancel.addEventListener("click", () => this.endRename(true));
-    dom.renameForm.addEventListener("submit", (event) => {
-      event.preventDefault();
-      this.submitRename();
-    });
-    dom.remove.addEventListener("click", () => this.remove());
     document.addEventListener("keydown", (event) => {
       if (event.key !== "Escape" || event.defaultPrevented) return;
-      if (!this.dom.renameForm.hidden) {
+      if (this.header.renaming) {
         event.preventDefault();
-        this.endRename(true);
-      } else if (this.streamingEntry()) {
+        this.header.endRename(true);
+      } else if (this.log.streamingEntry()) {
         event.preventDefault();
-        this.stop();
+        this.composer.stop();
       }
     });
   }
@@ -98,20 +61,19 @@ export class ChatView {
     this.conversation = null;
     this.opened = false;
     this.clearMessages();
-    this.endRename(false);
+    this.header.endRename(false);
     say(this.dom.composerError, "");
   }
 
   clearMessages() {
-    this.entries.clear();
-    this.dom.messages.replaceChildren();
+    this.log.clear();
     this.olderCursor = null;
     this.historyReady = false;
     this.loadingOlder = false;
-    this.stopping = false;
+    this.composer.stopping = false;
     clearTimeout(this.refreshTimer);
     this.updateOlder();
-    this.updateComposer();
+    this.composer.update();
     this.updateEmpty();
   }
 
@@ -125,7 +87,7 @@ export class ChatView {
     this.conversation = id ? this.list.get(id) : null;
     say(this.dom.notice, flash);
     say(this.dom.headerError, "");
-    this.renderHeader();
+    this.header.render();
     if (!id) {
       this.historyReady = true;
       this.updateEmpty();
@@ -139,10 +101,8 @@ export class ChatView {
   // a client that reconnects mid-answer, so it receives only what it lacks.
   subscribe() {
     if (!this.conversationId) return;
-    for (const entry of this.entries.values()) {
-      if (entry.id && entry.answer.streaming && !entry.answer.detached) {
-        this.socket.send({ type: "resume", message_id: entry.id, after_seq: entry.answer.lastSeq });
-      }
+    for (const entry of this.log.followed()) {
+      this.socket.send({ type: "resume", message_id: entry.id, after_seq: entry.answer.lastSeq });
     }
     this.socket.send({ type: "subscribe", conversation_id: this.conversationId });
   }
@@ -154,6 +114,17 @@ export class ChatView {
     if (reconnected) this.loadNewest(this.epoch, false);
   }
 
+  // A draft became a real conversation with its first send: it stays on screen as it is.
+  adopt(conversation) {
+    this.conversationId = conversation.id;
+    this.conversation = conversation;
+    this.header.render();
+    this.subscribe();
+    this.navigate(conversation.id);
+  }
+
+  // ---- history --------------------------------------------------------------------------
+
   async loadNewest(epoch, first) {
     const id = this.conversationId;
     try {
@@ -164,14 +135,14 @@ export class ChatView {
       if (epoch !== this.epoch) return;
       this.conversation = envelope.conversation;
       this.list.upsert(envelope.conversation);
-      this.renderHeader();
-      const stick = first || this.nearBottom();
+      this.header.render();
+      const stick = first || this.log.nearBottom();
       for (const message of page.items) this.applyMessage(message, false);
       if (first) this.olderCursor = page.next_cursor;
       this.historyReady = true;
       this.updateOlder();
       this.updateEmpty();
-      if (stick) this.scrollToBottom();
+      if (stick) this.log.scrollToBottom();
       if (first) this.olderObserverRecheck();
     } catch (error) {
       if (epoch !== this.epoch) return;
@@ -201,11 +172,9 @@ export class ChatView {
       const path = `/api/conversations/${this.conversationId}/messages${query({ limit: PAGE_SIZE, cursor })}`;
       const page = await api("GET", path);
       if (epoch !== this.epoch) return;
-      // Keep what the reader looks at in place while older messages go in above it.
-      const scroller = this.dom.scroll;
-      const fromBottom = scroller.scrollHeight - scroller.scrollTop;
-      for (const message of page.items) this.applyMessage(message, false);
-      scroller.scrollTop = scroller.scrollHeight - fromBottom;
+      this.log.keepPlace(() => {
+        for (const message of page.items) this.applyMessage(message, false);
+      });
       this.olderCursor = page.next_cursor;
     } catch (error) {
       if (epoch === this.epoch && error.status !== 401) say(this.dom.headerError, error.message);
@@ -229,7 +198,7 @@ export class ChatView {
     const mine = (conversationId) => conversationId === this.conversationId && conversationId !== null;
     switch (frame.type) {
       case "subscribed":
-        if (mine(frame.conversation_id) && frame.streaming.some((s) => !this.entries.has(s.message_id))) {
+        if (mine(frame.conversation_id) && frame.streaming.some((s) => !this.log.has(s.message_id))) {
           this.refreshSoon(); // an answer started before we looked: fetch its question too
         }
         break;
@@ -250,7 +219,7 @@ export class ChatView {
 
   onError(frame) {
     if (frame.code === "stream_history_lost" && frame.message_id) {
-      const entry = this.entries.get(frame.message_id);
+      const entry = this.log.get(frame.message_id);
       if (entry) this.detach(entry);
     } else if (frame.ref === "subscribe" && frame.code === "conversation_not_found") {
       say(this.dom.notice, frame.message);
@@ -260,11 +229,11 @@ export class ChatView {
   conversationUpdated(conversation) {
     if (conversation.id !== this.conversationId) return;
     this.conversation = conversation;
-    this.renderHeader();
+    this.header.render();
   }
 
   conversationDeleted(id) {
-    if (id !== this.conversationId || id === this.deleting) return;
+    if (id !== this.conversationId || id === this.header.deleting) return;
     this.flash = t("chat.deletedElsewhere");
     this.navigate(null);
   }
@@ -272,43 +241,28 @@ export class ChatView {
   // ---- messages -------------------------------------------------------------------------
 
   applyMessage(message, live) {
-    const stick = live && this.nearBottom();
-    let entry = this.entries.get(message.id);
-    if (!entry && message.role === "user" && message.client_message_id) {
-      entry = this.adoptPending(message);
-    }
-    if (!entry) {
-      entry = this.createEntry(message.id, message.role, message);
-    } else if (entry.answer.apply(message)) {
-      entry.message = message;
-    }
-    entry.index = message.message_index;
-    entry.li.dataset.index = String(message.message_index);
-    this.render(entry);
-    this.position(entry);
-    this.updateComposer();
+    const stick = live && this.log.nearBottom();
+    this.log.apply(message);
+    this.composer.update();
     this.updateEmpty();
-    if (stick) this.scrollToBottom();
+    if (stick) this.log.scrollToBottom();
   }
 
   applyDelta(frame) {
-    let entry = this.entries.get(frame.message_id);
+    let entry = this.log.get(frame.message_id);
     if (!entry) {
-      // Deltas of an answer we have not seen created (it started before we subscribed).
-      const placeholder = { status: "streaming", content: "" };
-      entry = this.createEntry(frame.message_id, "assistant", placeholder);
-      this.position(entry);
+      entry = this.log.placeholder(frame.message_id);
       this.refreshSoon();
     }
-    const stick = this.nearBottom();
+    const stick = this.log.nearBottom();
     const outcome = entry.answer.delta(frame.seq, frame.delta);
     if (outcome === "ok") {
-      this.render(entry);
-      if (stick) this.scrollToBottom();
+      this.log.render(entry);
+      if (stick) this.log.scrollToBottom();
     } else if (outcome === "gap") {
       this.detach(entry);
     }
-    this.updateComposer();
+    this.composer.update();
   }
 
   // The live stream of this answer cannot be followed exactly any more: show the saved text
@@ -316,274 +270,21 @@ export class ChatView {
   async detach(entry) {
     if (entry.answer.detached) return;
     entry.answer.detached = true;
-    this.render(entry);
+    this.log.render(entry);
     const epoch = this.epoch;
-    while (epoch === this.epoch && entry.answer.streaming && this.entries.get(entry.id) === entry) {
+    while (epoch === this.epoch && entry.answer.streaming && this.log.get(entry.id) === entry) {
       await this.loadNewest(epoch, false);
       await sleep(POLL_MS);
     }
   }
 
-  createEntry(id, role, message, key = id) {
-    const textEl = el("div", { class: "msg-text" });
-    const statusEl = el("p", { class: "msg-status" });
-    const roleEl = el("p", { class: "msg-role", text: role === "user" ? t("msg.you") : t("msg.assistant") });
-    const li = el("li", { class: `msg msg-${role}`, dataset: { role } }, roleEl, textEl, statusEl);
-    if (id) li.dataset.id = id;
-    const entry = { key, id, role, index: null, message, answer: new AnswerText(message), li, textEl, statusEl, pending: false };
-    this.entries.set(key, entry);
-    return entry;
-  }
-
-  createPending(text, clientId) {
-    const key = `pending:${clientId}`;
-    const entry = this.createEntry(null, "user", { status: "complete", content: text }, key);
-    entry.pending = true;
-    entry.li.classList.add("pending");
-    this.render(entry);
-    this.position(entry);
-    this.updateEmpty();
-    this.scrollToBottom();
-    return entry;
-  }
-
-  adoptPending(message) {
-    const key = `pending:${message.client_message_id}`;
-    const entry = this.entries.get(key);
-    if (!entry) return null;
-    this.entries.delete(key);
-    entry.key = message.id;
-    entry.id = message.id;
-    entry.pending = false;
-    entry.li.dataset.id = message.id;
-    entry.li.classList.remove("pending");
-    this.entries.set(message.id, entry);
-    return entry;
-  }
-
-  render(entry) {
-    const { answer, li } = entry;
-    const status = entry.pending ? "sending" : answer.status;
-    li.dataset.status = status;
-    li.setAttribute("aria-busy", answer.streaming ? "true" : "false");
-    setText(entry.textEl, answer.text);
-    let note = "";
-    if (entry.pending) note = t("msg.sending");
-    else if (answer.streaming) note = answer.detached ? t("err.historyLost") : t("msg.streaming");
-    else if (answer.status === "cancelled") note = t("msg.cancelled");
-    else if (answer.status === "failed") note = `${t("msg.failed")}: ${answerError(entry.message?.error)}`;
-    setText(entry.statusEl, note);
-    entry.statusEl.hidden = !note;
-  }
-
-  // History order by message_index; answers not yet placed, then unsent messages, last.
-  position(entry) {
-    const list = this.dom.messages;
-    const last = list.lastElementChild;
-    const other = last === entry.li ? entry.li.previousElementSibling : last;
-    const otherEntry = other ? this.entryOf(other) : null;
-    if (!otherEntry || !comesAfter(otherEntry, entry)) {
-      if (last !== entry.li) list.append(entry.li); // the usual case: newest at the end
-      return;
-    }
-    for (const child of list.children) {
-      const other = child === entry.li ? null : this.entryOf(child);
-      if (other && comesAfter(other, entry)) {
-        if (entry.li.nextElementSibling !== child) list.insertBefore(entry.li, child);
-        return;
-      }
-    }
-    list.append(entry.li);
-  }
-
-  entryOf(li) {
-    return this.entries.get(li.dataset.id) ?? [...this.entries.values()].find((e) => e.li === li) ?? null;
-  }
-
-  streamingEntry() {
-    for (const entry of this.entries.values()) {
-      if (entry.role === "assistant" && entry.id && entry.answer.streaming) return entry;
-    }
-    return null;
-  }
-
-  // ---- sending and stopping -------------------------------------------------------------
-
-  async send() {
-    const { input } = this.dom;
-    const text = input.value;
-    if (!text.trim() || this.sending || this.streamingEntry()) return;
-    say(this.dom.composerError, "");
-    const clientId = newId();
-    const epoch = this.epoch;
-    const pending = this.createPending(text, clientId);
-    input.value = "";
-    this.sending = true;
-    this.updateComposer();
-    try {
-      let id = this.conversationId;
-      if (!id) {
-        const { conversation } = await api("POST", "/api/conversations", {});
-        this.list.upsert(conversation);
-        id = conversation.id;
-        if (epoch === this.epoch) this.adopt(conversation);
-      }
-      const result = await this.postMessage(id, text, clientId);
-      if (id === this.conversationId) {
-        this.applyMessage(result.user_message, true);
-        this.applyMessage(result.assistant_message, true);
-      }
-    } catch (error) {
-      if (this.entries.get(pending.key) === pending) {
-        // Refused: take the optimistic message back and give the text back to edit.
-        this.entries.delete(pending.key);
-        pending.li.remove();
-        this.updateEmpty();
-        if (!input.value) input.value = text;
-        if (error.status !== 401) say(this.dom.composerError, error.message);
-        input.focus();
-      }
-    } finally {
-      this.sending = false;
-      this.updateComposer();
-    }
-  }
-
-  async postMessage(id, content, clientId) {
-    for (let attempt = 0; ; attempt += 1) {
-      try {
-        return await api("POST", `/api/conversations/${id}/messages`, { content, client_message_id: clientId });
-      } catch (error) {
-        if (error.status !== 0 || attempt >= SEND_RETRIES) throw error;
-        await sleep(500 * 2 ** attempt);
-      }
-    }
-  }
-
-  // A draft became a real conversation with its first send: it stays on screen as it is.
-  adopt(conversation) {
-    this.conversationId = conversation.id;
-    this.conversation = conversation;
-    this.renderHeader();
-    this.subscribe();
-    this.navigate(conversation.id);
-  }
-
-  async stop() {
-    const entry = this.streamingEntry();
-    if (!entry || this.stopping) return;
-    this.stopping = true;
-    this.updateComposer();
-    try {
-      await api("POST", `/api/conversations/${this.conversationId}/messages/${entry.id}/cancel`);
-    } catch (error) {
-      if (error.status !== 401) say(this.dom.composerError, error.message);
-    } finally {
-      this.stopping = false;
-      this.updateComposer();
-    }
-  }
-
-  // ---- rename and delete ----------------------------------------------------------------
-
-  renderHeader() {
-    const { dom } = this;
-    setText(dom.title, this.conversation ? conversationTitle(this.conversation) : t("chat.newTitle"));
-    dom.actions.hidden = !this.conversationId || !dom.renameForm.hidden;
-  }
-
-  startRename() {
-    if (!this.conversationId) return;
-    const { dom } = this;
-    dom.renameInput.value = this.conversation?.title ?? "";
-    dom.renameForm.hidden = false;
-    dom.title.hidden = true;
-    dom.actions.hidden = true;
-    dom.renameInput.focus();
-    dom.renameInput.select();
-  }
-
-  endRename(refocus) {
-    const { dom } = this;
-    dom.renameForm.hidden = true;
-    dom.title.hidden = false;
-    this.renderHeader();
-    if (refocus && !dom.actions.hidden) dom.rename.focus();
-  }
-
-  async submitRename() {
-    const id = this.conversationId;
-    const title = this.dom.renameInput.value.trim();
-    try {
-      const { conversation } = await api("PATCH", `/api/conversations/${id}`, { title: title || null });
-      this.list.upsert(conversation);
-      if (id === this.conversationId) {
-        this.conversation = conversation;
-        say(this.dom.headerError, "");
-        this.endRename(true);
-      }
-    } catch (error) {
-      if (error.status !== 401) say(this.dom.headerError, error.message);
-    }
-  }
-
-  async remove() {
-    const id = this.conversationId;
-    if (!id) return;
-    this.deleting = id;
-    try {
-      await api("DELETE", `/api/conversations/${id}`);
-    } catch (error) {
-      this.deleting = null;
-      if (error.status !== 401) say(this.dom.headerError, error.message);
-      return;
-    }
-    this.list.remove(id);
-    this.toast.show(t("chat.deleted"), t("chat.undo"), () => this.restore(id));
-    this.navigate(null);
-  }
-
-  async restore(id) {
-    try {
-      const { conversation } = await api("POST", `/api/conversations/${id}/restore`);
-      this.list.upsert(conversation);
-      this.navigate(conversation.id);
-    } catch (error) {
-      if (error.status !== 401) this.toast.show(error.message);
-    } finally {
-      if (this.deleting === id) this.deleting = null;
-    }
-  }
-
   // ---- small view helpers ---------------------------------------------------------------
-
-  updateComposer() {
-    const { dom } = this;
-    const streaming = this.streamingEntry() !== null;
-    const focusOnSend = document.activeElement === dom.send;
-    const focusOnStop = document.activeElement === dom.stop;
-    dom.send.hidden = streaming;
-    dom.send.disabled = this.sending;
-    dom.stop.hidden = !streaming;
-    dom.stop.disabled = this.stopping;
-    if (streaming && focusOnSend) dom.stop.focus();
-    if (!streaming && focusOnStop) dom.input.focus();
-  }
 
   updateOlder() {
     this.dom.older.hidden = !this.historyReady || !this.olderCursor;
   }
 
   updateEmpty() {
-    this.dom.empty.hidden = this.entries.size > 0 || !this.historyReady;
-  }
-
-  nearBottom() {
-    const s = this.dom.scroll;
-    return s.scrollHeight - s.scrollTop - s.clientHeight < NEAR_BOTTOM_PX;
-  }
-
-  scrollToBottom() {
-    this.dom.scroll.scrollTop = this.dom.scroll.scrollHeight;
+    this.dom.empty.hidden = this.log.size > 0 || !this.historyReady;
   }
 }
