@@ -58,6 +58,7 @@ from chatrt.realtime.sse import stream_message
 from chatrt.realtime.ws import ws
 from chatrt.settings import Settings
 from chatrt.usage.controller import get_usage
+from chatrt.web import web_routes
 
 SESSION_MAX_AGE_S = 14 * 24 * 3600
 
@@ -147,6 +148,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             live,
             ready,
             PrometheusController,
+            *web_routes(),
         ],
         lifespan=[lifespan],
         state=state,
