@@ -207,9 +207,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
 def _stores(redis_client: aredis.Redis | None) -> dict[str, Store]:
     if redis_client is None:
-        return {"sessions": MemoryStore(), "rate_limit": MemoryStore()}
+        return {"sessions": MemoryStore()}
     root = RedisStore(redis_client, namespace="chatrt", handle_client_shutdown=False)
-    return {"sessions": root.with_namespace("sessions"), "rate_limit": root.with_namespace("rl")}
+    return {"sessions": root.with_namespace("sessions")}
 
 
 def _settings(state: State) -> Settings:
