@@ -23,8 +23,6 @@ from litestar.security.session_auth import SessionAuth
 from litestar.stores.base import Store
 from litestar.stores.memory import MemoryStore
 from litestar.stores.redis import RedisStore
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 import chatrt
 from chatrt.auth.controller import AuthController
@@ -56,6 +54,7 @@ from chatrt.ratelimit.memory import MemoryRateLimiter
 from chatrt.ratelimit.redis import RedisRateLimiter
 from chatrt.realtime.sse import stream_message
 from chatrt.realtime.ws import ws
+from chatrt.redis_client import connect as redis_connect
 from chatrt.settings import Settings
 from chatrt.usage.controller import get_usage
 from chatrt.web import web_routes
@@ -68,19 +67,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     if settings is None:
         settings = Settings.from_env(os.environ)
     secret_key = settings.require_secret_key()
-    redis_client = (
-        aredis.from_url(
-            settings.redis.url,
-            health_check_interval=30,
-            socket_timeout=settings.redis.timeout_s,
-            socket_connect_timeout=settings.redis.timeout_s,
-            # One quick retry (a dropped idle connection), not redis-py's default ten with
-            # backoff, which would stretch a dead link's timeout to about a minute.
-            retry=Retry(NoBackoff(), 1),
-        )
-        if settings.redis.url
-        else None
-    )
+    redis_client = redis_connect(settings.redis) if settings.redis.url else None
     stores = _stores(redis_client)
 
     @asynccontextmanager

@@ -44,6 +44,13 @@ MEANINGS: dict[str, tuple[str | None, str]] = {
             "link (reconnect, then repair from the logs)."
         ),
     ),
+    "CHATRT_REDIS_MAX_CONNECTIONS": (
+        None,
+        (
+            "Redis connections per instance (commands; pub/sub has its own). A burst beyond it "
+            "waits up to `CHATRT_REDIS_TIMEOUT_S` for a free one instead of failing."
+        ),
+    ),
     "CHATRT_SECRET_KEY": (
         "random per process on the embedded default",
         (

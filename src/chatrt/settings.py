@@ -53,6 +53,7 @@ class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
     timeout_s: float = 5.0
     # Pub/sub is pinged this often; three missed replies count as a lost link.
     keepalive_s: float = 5.0
+    max_connections: int = 200
 
 
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -192,6 +193,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             url=env.get("CHATRT_REDIS_URL", _redis_url, None),
             timeout_s=env.get("CHATRT_REDIS_TIMEOUT_S", _positive_float, 5.0),
             keepalive_s=env.get("CHATRT_REDIS_KEEPALIVE_S", _positive_float, 5.0),
+            max_connections=env.get("CHATRT_REDIS_MAX_CONNECTIONS", _positive_int, 200),
         )
         embedded = db.is_sqlite and redis.url is None
         secret = env.get("CHATRT_SECRET_KEY", _secret, None)
