@@ -1,0 +1,175 @@
+"""Benchmark 1 (and 5): streaming tokens/s and added time to first token, against a baseline.
+
+One chatrt instance streams answers from a fake upstream (``bench.upstream``, 500-token
+answers flat out) to WebSocket clients (``bench.load.ws_stream``): upstream -> coalescing ->
+bus -> socket. The baseline (``bench.baselines.openai_stream``) reads the same upstream with
+the ``openai`` client and msgspec, no server in between. Each run measures the baseline and
+every backend back to back, so the ratio compares figures taken under the same machine load.
+
+    python -m bench.streaming              # defaults as in docs/benchmarks.md
+    python -m bench.streaming --tiny       # seconds; what the test suite runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+from bench import support
+
+BACKENDS = ("production", "embedded")
+LABELS = {
+    "production": "chatrt, PostgreSQL + Redis",
+    "embedded": "chatrt, embedded default (SQLite + memory)",
+}
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=500, help="tokens per answer")
+    parser.add_argument("--answers", type=int, default=40, help="answers per throughput run")
+    parser.add_argument("--concurrency", type=int, default=10, help="concurrent streams")
+    parser.add_argument("--ttft-samples", type=int, default=10, help="sequential TTFT samples")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--backends", default=",".join(BACKENDS), help=f"comma-separated subset of {BACKENDS}"
+    )
+    parser.add_argument("--tiny", action="store_true", help="a few seconds' worth, for tests")
+    parser.add_argument("--output", type=Path, default=support.RESULTS)
+    args = parser.parse_args(argv)
+    if args.tiny:
+        args.tokens, args.answers, args.concurrency = 20, 2, 2
+        args.ttft_samples, args.runs = 2, 1
+    args.backends = [b for b in args.backends.split(",") if b]
+    unknown = set(args.backends) - set(BACKENDS)
+    if unknown:
+        parser.error(f"unknown backends: {sorted(unknown)}")
+    return args
+
+
+def chatrt_env(backend_env: dict[str, str], base_url: str) -> dict[str, str]:
+    provider = {"name": "bench", "base_url": base_url, "api_key": "bench", "model": "bench"}
+    return (
+        backend_env
+        | support.UNLIMITED
+        | {
+            "CHATRT_PROVIDERS": json.dumps([provider]),
+            "CHATRT_ALLOWED_ORIGINS": support.ORIGIN,
+            "CHATRT_LOG_LEVEL": "warning",
+            "CHATRT_CONTEXT_BUDGET_CHARS": "2000",
+        }
+    )
+
+
+def load_args(args: argparse.Namespace) -> list[str]:
+    return [
+        "--answers", str(args.answers),
+        "--concurrency", str(args.concurrency),
+        "--ttft-samples", str(args.ttft_samples),
+    ]  # fmt: skip
+
+
+def measure(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
+    results: dict[str, list[dict[str, Any]]] = {"baseline": []} | {b: [] for b in args.backends}
+    with support.workdir() as work, contextlib.ExitStack() as stack:
+        base_url = stack.enter_context(support.upstream(work, args.tokens))
+        urls: dict[str, str] = {}
+        for backend in args.backends:
+            if backend == "production":
+                env = stack.enter_context(support.production_backend(work))
+            else:
+                env = support.embedded_backend(work)
+            urls[backend] = stack.enter_context(
+                support.chatrt(chatrt_env(env, base_url), work, f"chatrt-{backend}")
+            )
+        for _ in range(args.runs):
+            results["baseline"].append(
+                support.run_json(
+                    ["bench.baselines.openai_stream", "--base-url", base_url, *load_args(args)]
+                )
+            )
+            for backend, url in urls.items():
+                results[backend].append(
+                    support.run_json(
+                        [
+                            "bench.load.ws_stream",
+                            "--url",
+                            url,
+                            "--origin",
+                            support.ORIGIN,
+                            *load_args(args),
+                        ]
+                    )
+                )
+    return results
+
+
+def report(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]], machine: str) -> str:
+    base_runs = results["baseline"]
+    base_tps = support.median([r["tokens_per_s"] for r in base_runs])
+    base_ttft = support.median([t for r in base_runs for t in r["ttft_ms"]])
+    lines = [
+        "## Streaming (benchmarks 1 and 5)",
+        "",
+        f"Measured {support.now()} on {machine}. The machine is shared and was busy with other",
+        "work, so figures are noisy; each row is the median of the runs, and each ratio compares",
+        "figures taken back to back in the same run.",
+        "",
+        f"Parameters: {args.tokens}-token answers from `bench.upstream` flat out, {args.answers} "
+        f"answers per run at {args.concurrency} concurrent streams, {args.ttft_samples} sequential "
+        f"time-to-first-token samples at one stream, {args.runs} runs.",
+        "",
+        "| Measured | tokens/s (median) | per run | ratio to baseline | target | TTFT p50 | "
+        "added TTFT (target <= 5 ms) | lost answers |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| baseline: `openai` + msgspec, no server | {base_tps:,.0f} | "
+        + ", ".join(f"{r['tokens_per_s']:,.0f}" for r in base_runs)
+        + f" | 1.00 | - | {base_ttft:.1f} ms | - | 0 |",
+    ]
+    for backend in args.backends:
+        runs = results[backend]
+        tps = support.median([r["tokens_per_s"] for r in runs])
+        ratios = [
+            r["tokens_per_s"] / b["tokens_per_s"] for r, b in zip(runs, base_runs, strict=True)
+        ]
+        ratio = support.median(ratios)
+        ttft = support.median([t for r in runs for t in r["ttft_ms"]])
+        lost = sum(r["lost"] for r in runs)
+        met = "met" if ratio >= 0.6 else "missed"
+        added = ttft - base_ttft
+        lines.append(
+            f"| {LABELS[backend]} | {tps:,.0f} | "
+            + ", ".join(f"{r['tokens_per_s']:,.0f}" for r in runs)
+            + f" | {ratio:.2f} | >= 0.6 ({met}) | {ttft:.1f} ms | {added:+.1f} ms "
+            f"({'met' if added <= 5 else 'missed'}) | {lost} |"
+        )
+    lines += [
+        "",
+        "Tokens/s counts the completion tokens of answers whose deltas, joined in seq order, equal",
+        "the final content (`message.done`); a mismatch counts as a lost answer. Time to first",
+        "token runs from sending the request (REST `POST .../messages` for chatrt) to the first",
+        "`message.delta` frame (the first content chunk for the baseline).",
+        "",
+        "Reproduce: `python -m bench.streaming "
+        f"--tokens {args.tokens} --answers {args.answers} --concurrency {args.concurrency} "
+        f"--ttft-samples {args.ttft_samples} --runs {args.runs} "
+        f"--backends {','.join(args.backends)}` from the repository root, in the dev venv, "
+        "with PostgreSQL and Redis binaries installed as for the test suite.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    machine = support.machine()
+    results = measure(args)
+    text = report(args, results, machine)
+    support.write_section("streaming", text, args.output)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
