@@ -114,9 +114,10 @@ def report(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]], m
     lines = [
         "## Streaming (benchmarks 1 and 5)",
         "",
-        f"Measured {support.now()} on {machine}. The machine is shared and was busy with other",
-        "work, so figures are noisy; each row is the median of the runs, and each ratio compares",
-        "figures taken back to back in the same run.",
+        f"Measured {support.now()} on {machine}.",
+        "The machine is shared and was busy with other work, so figures are noisy; each row is",
+        "the median of the runs, and each ratio compares figures taken back to back in the same",
+        "run.",
         "",
         f"Parameters: {args.tokens}-token answers from `bench.upstream` flat out, {args.answers} "
         f"answers per run at {args.concurrency} concurrent streams, {args.ttft_samples} sequential "

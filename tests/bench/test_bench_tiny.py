@@ -52,3 +52,14 @@ def test_streaming_writes_rows_for_baseline_and_both_backends(tmp_path: Path) ->
     text = run_bench("streaming", output, "--backends", "embedded")
     assert text.count("<!-- bench:streaming -->") == 1
     assert "PostgreSQL + Redis" not in text
+
+
+def test_history_writes_a_row_per_url(tmp_path: Path) -> None:
+    output = tmp_path / "benchmarks.md"
+    text = run_bench("history", output)
+    assert "<!-- bench:history -->" in text
+    for label in ("conversation list", "history of the long conversation", "history at depth"):
+        cells = row(text, label)
+        assert float(cells[1].replace(",", "")) > 0, cells  # baseline req/s
+        assert float(cells[2].replace(",", "")) > 0, cells  # chatrt req/s
+        assert cells[-1] == "0", f"non-200 answers: {cells}"
