@@ -39,6 +39,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--tiny", action="store_true", help="a few seconds' worth, for tests")
     parser.add_argument("--output", type=Path, default=support.RESULTS)
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample each chatrt process with py-spy and write its top frames to their own "
+        "section (figures of a profiled run carry the sampling overhead)",
+    )
     args = parser.parse_args(argv)
     if args.tiny:
         args.tokens, args.answers, args.concurrency = 20, 2, 2
@@ -72,39 +78,85 @@ def load_args(args: argparse.Namespace) -> list[str]:
     ]  # fmt: skip
 
 
-def measure(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
+def measure(
+    args: argparse.Namespace, profiles: dict[str, list[Any]]
+) -> dict[str, list[dict[str, Any]]]:
     results: dict[str, list[dict[str, Any]]] = {"baseline": []} | {b: [] for b in args.backends}
-    with support.workdir() as work, contextlib.ExitStack() as stack:
-        base_url = stack.enter_context(support.upstream(work, args.tokens))
-        urls: dict[str, str] = {}
-        for backend in args.backends:
-            if backend == "production":
-                env = stack.enter_context(support.production_backend(work))
-            else:
-                env = support.embedded_backend(work)
-            urls[backend] = stack.enter_context(
-                support.chatrt(chatrt_env(env, base_url), work, f"chatrt-{backend}")
-            )
-        for _ in range(args.runs):
-            results["baseline"].append(
-                support.run_json(
-                    ["bench.baselines.openai_stream", "--base-url", base_url, *load_args(args)]
-                )
-            )
-            for backend, url in urls.items():
-                results[backend].append(
-                    support.run_json(
-                        [
-                            "bench.load.ws_stream",
-                            "--url",
-                            url,
-                            "--origin",
-                            support.ORIGIN,
-                            *load_args(args),
-                        ]
-                    )
-                )
+    with support.workdir() as work:
+        with contextlib.ExitStack() as stack:
+            _measure(args, work, stack, results)
+        for backend in args.backends if args.profile else ():
+            raw = work / f"profile-{backend}.txt"
+            profiles[backend] = [
+                support.top_frames(raw),
+                support.top_inclusive(raw, "chatrt/"),
+            ]
     return results
+
+
+def _measure(
+    args: argparse.Namespace,
+    work: Path,
+    stack: contextlib.ExitStack,
+    results: dict[str, list[dict[str, Any]]],
+) -> None:
+    base_url = stack.enter_context(support.upstream(work, args.tokens))
+    urls: dict[str, str] = {}
+    for backend in args.backends:
+        if backend == "production":
+            env = stack.enter_context(support.production_backend(work))
+        else:
+            env = support.embedded_backend(work)
+        profile = work / f"profile-{backend}.txt" if args.profile else None
+        urls[backend] = stack.enter_context(
+            support.chatrt(chatrt_env(env, base_url), work, f"chatrt-{backend}", profile)
+        )
+    for _ in range(args.runs):
+        results["baseline"].append(
+            support.run_json(
+                ["bench.baselines.openai_stream", "--base-url", base_url, *load_args(args)]
+            )
+        )
+        for backend, url in urls.items():
+            results[backend].append(
+                support.run_json(
+                    [
+                        "bench.load.ws_stream",
+                        "--url",
+                        url,
+                        "--origin",
+                        support.ORIGIN,
+                        *load_args(args),
+                    ]
+                )
+            )
+
+
+def profile_report(args: argparse.Namespace, profiles: dict[str, list[Any]]) -> str:
+    lines = [
+        "### Where chatrt's streaming time goes (py-spy)",
+        "",
+        f"`python -m bench.streaming --profile` ({support.now()}, {args.tokens}-token answers, "
+        f"{args.concurrency} concurrent streams): py-spy sampled each chatrt process at 200 Hz "
+        "for the whole run. Shares are of the samples in which the process was busy (idle "
+        "waits are not sampled).",
+    ]
+    for backend, (own, inclusive) in profiles.items():
+        lines += [
+            "",
+            f"**{LABELS[backend]}**: top frames by own time",
+            "",
+            "| function (file) | own % | inclusive % |",
+            "|---|---|---|",
+            *(f"| `{f}` | {a:.1f} | {b:.1f} |" for f, a, b in own),
+            "",
+            "chatrt's own functions by inclusive time:",
+            "",
+            "| function (file) | inclusive % |",
+            "|---|---|",
+            *(f"| `{f}` | {b:.1f} |" for f, b in inclusive),
+        ]
+    return "\n".join(lines)
 
 
 def report(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]], machine: str) -> str:
@@ -124,11 +176,11 @@ def report(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]], m
         f"time-to-first-token samples at one stream, {args.runs} runs.",
         "",
         "| Measured | tokens/s (median) | per run | ratio to baseline | target | TTFT p50 | "
-        "added TTFT (target <= 5 ms) | lost answers |",
-        "|---|---|---|---|---|---|---|---|",
+        "added TTFT (target <= 5 ms) | 202 answer p50 | lost answers |",
+        "|---|---|---|---|---|---|---|---|---|",
         f"| baseline: `openai` + msgspec, no server | {base_tps:,.0f} | "
         + ", ".join(f"{r['tokens_per_s']:,.0f}" for r in base_runs)
-        + f" | 1.00 | - | {base_ttft:.1f} ms | - | 0 |",
+        + f" | 1.00 | - | {base_ttft:.1f} ms | - | - | 0 |",
     ]
     for backend in args.backends:
         runs = results[backend]
@@ -141,18 +193,20 @@ def report(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]], m
         lost = sum(r["lost"] for r in runs)
         met = "met" if ratio >= 0.6 else "missed"
         added = ttft - base_ttft
+        accept = support.median([t for r in runs for t in r["accept_ms"]])
         lines.append(
             f"| {LABELS[backend]} | {tps:,.0f} | "
             + ", ".join(f"{r['tokens_per_s']:,.0f}" for r in runs)
             + f" | {ratio:.2f} | >= 0.6 ({met}) | {ttft:.1f} ms | {added:+.1f} ms "
-            f"({'met' if added <= 5 else 'missed'}) | {lost} |"
+            f"({'met' if added <= 5 else 'missed'}) | {accept:.1f} ms | {lost} |"
         )
     lines += [
         "",
         "Tokens/s counts the completion tokens of answers whose deltas, joined in seq order, equal",
         "the final content (`message.done`); a mismatch counts as a lost answer. Time to first",
         "token runs from sending the request (REST `POST .../messages` for chatrt) to the first",
-        "`message.delta` frame (the first content chunk for the baseline).",
+        "`message.delta` frame (the first content chunk for the baseline); the 202 answer column",
+        "is when that `POST` returned, for the same samples.",
         "",
         "Reproduce: `python -m bench.streaming "
         f"--tokens {args.tokens} --answers {args.answers} --concurrency {args.concurrency} "
@@ -166,10 +220,15 @@ def report(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]], m
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     machine = support.machine()
-    results = measure(args)
+    profiles: dict[str, list[Any]] = {}
+    results = measure(args, profiles)
     text = report(args, results, machine)
     support.write_section("streaming", text, args.output)
     print(text)
+    if profiles:
+        profiled = profile_report(args, profiles)
+        support.write_section("streaming-profile", profiled, args.output)
+        print(profiled)
 
 
 if __name__ == "__main__":

@@ -184,8 +184,14 @@ def upstream(workdir: Path, tokens: int, rate: float = 0.0) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def chatrt(env: dict[str, str], workdir: Path, name: str) -> Iterator[str]:
-    """``python -m chatrt serve`` with only the given CHATRT_* variables; yields its URL."""
+def chatrt(
+    env: dict[str, str], workdir: Path, name: str, profile: Path | None = None
+) -> Iterator[str]:
+    """``python -m chatrt serve`` with only the given CHATRT_* variables; yields its URL.
+
+    With ``profile``, py-spy samples the process from ready to stop and writes its raw
+    (collapsed stacks) output there.
+    """
     port = free_port()
     proc = Process(
         [sys.executable, "-m", "chatrt", "serve", "--port", str(port)],
@@ -200,11 +206,73 @@ def chatrt(env: dict[str, str], workdir: Path, name: str) -> Iterator[str]:
         except httpx.TransportError:
             return False
 
+    spy: Process | None = None
     try:
         _wait(ready, 60, name, proc)
+        if profile is not None:
+            spy = Process(
+                [str(Path(sys.executable).with_name("py-spy")), "record", "--pid",
+                 str(proc.proc.pid), "--format", "raw", "--rate", "200", "--nonblocking",
+                 "--output", str(profile)],
+                dict(os.environ),
+                workdir / f"{name}-py-spy.log",
+            )  # fmt: skip
         yield url
     finally:
+        if spy is not None:
+            # SIGINT makes py-spy write its output and exit.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(spy.proc.pid, signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                spy.proc.wait(timeout=30)
+            spy.stop()
         proc.stop()
+
+
+_PREFIXES = re.compile(r"\((?:/[^()]*/(?:site-packages|lib/python3\.\d+|src)/)")
+
+
+def _short(frame: str) -> str:
+    """``func (/abs/.../site-packages/pkg/mod.py:12)`` -> ``func (pkg/mod.py)``."""
+    return _PREFIXES.sub("(", re.sub(r":\d+\)$", ")", frame))
+
+
+def top_frames(raw: Path, count: int = 15) -> list[tuple[str, float, float]]:
+    """From py-spy's raw output: (function, self %, inclusive %) for the busiest functions."""
+    own: dict[str, int] = {}
+    total_in: dict[str, int] = {}
+    samples = 0
+    for line in raw.read_text().splitlines():
+        stack, _, number = line.rpartition(" ")
+        if not stack or not number.isdigit():
+            continue
+        n = int(number)
+        samples += n
+        # Frames look like "func (path/to/file.py:123)"; drop the line and the venv prefix.
+        frames = [_short(f) for f in stack.split(";")]
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+        for frame in set(frames):
+            total_in[frame] = total_in.get(frame, 0) + n
+    if not samples:
+        return []
+    ranked = sorted(own, key=lambda f: own[f], reverse=True)[:count]
+    return [(f, 100 * own[f] / samples, 100 * total_in[f] / samples) for f in ranked]
+
+
+def top_inclusive(raw: Path, needle: str, count: int = 15) -> list[tuple[str, float]]:
+    """Functions whose frame mentions ``needle`` (e.g. ``chatrt/``), by inclusive share."""
+    total_in: dict[str, int] = {}
+    samples = 0
+    for line in raw.read_text().splitlines():
+        stack, _, number = line.rpartition(" ")
+        if not stack or not number.isdigit():
+            continue
+        samples += int(number)
+        for frame in {_short(f) for f in stack.split(";")}:
+            if needle in frame:
+                total_in[frame] = total_in.get(frame, 0) + int(number)
+    ranked = sorted(total_in, key=lambda f: total_in[f], reverse=True)[:count]
+    return [(f, 100 * total_in[f] / samples) for f in ranked] if samples else []
 
 
 def migrate(env: dict[str, str]) -> None:

@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import signal
-import sys
 
 _DONE = b"data: [DONE]\n\n"
 
@@ -135,4 +134,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

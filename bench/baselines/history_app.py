@@ -117,7 +117,16 @@ async def _list(user: uuid.UUID, limit: int, cursor: str | None) -> Page:
     assert _pool is not None
     rows = await _pool.fetch(_LIST, user, updated, last_id, limit + 1)
     items = [
-        ConversationOut(*row[:7], LastMessage(*row[7:]) if row[7] is not None else None)
+        ConversationOut(
+            id=row[0],
+            title=row[1],
+            system_prompt=row[2],
+            model=row[3],
+            created_at=row[4],
+            updated_at=row[5],
+            message_count=row[6],
+            last_message=LastMessage(*row[7:]) if row[7] is not None else None,
+        )
         for row in rows[:limit]
     ]
     next_cursor = None

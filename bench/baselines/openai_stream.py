@@ -14,6 +14,7 @@ import time
 
 import msgspec
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
 
 class _Delta(msgspec.Struct):
@@ -29,7 +30,7 @@ class _Chunk(msgspec.Struct):
 
 
 _DECODE = msgspec.json.Decoder(_Chunk).decode
-_MESSAGES = [{"role": "user", "content": "hi"}]
+_MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 
 
 async def one_answer(client: AsyncOpenAI) -> tuple[int, float]:

@@ -64,6 +64,8 @@ class Worker:
         self.session = session
         self.conversation_id = ""
         self.ws: ClientConnection | None = None
+        self.accepted = 0.0
+        """Seconds from sending the last message to its 202 answer."""
 
     async def open(self) -> None:
         created = await self.session.post("/api/conversations", {"title": "bench"})
@@ -84,6 +86,11 @@ class Worker:
                 f"/api/conversations/{self.conversation_id}/messages", {"content": "hi"}
             )
         )
+
+        def mark(_: asyncio.Task[dict[str, Any]]) -> None:
+            self.accepted = time.perf_counter() - started
+
+        sent.add_done_callback(mark)
         first = 0.0
         parts: dict[int, str] = {}
         while True:
@@ -121,11 +128,12 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         await worker.open()
     lost = 0
     await workers[0].answer()  # warm-up
-    ttft = []
+    ttft, accept = [], []
     for _ in range(args.ttft_samples):
         _tokens, first, intact = await workers[0].answer()
         lost += not intact
         ttft.append(first * 1000)
+        accept.append(workers[0].accepted * 1000)
     queue = iter(range(args.answers))
     total = 0
 
@@ -147,6 +155,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "seconds": seconds,
         "tokens_per_s": total / seconds,
         "ttft_ms": ttft,
+        "accept_ms": accept,
         "lost": lost,
     }
 
