@@ -47,6 +47,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--tiny", action="store_true", help="a few seconds' worth, for tests")
     parser.add_argument("--output", type=Path, default=support.RESULTS)
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample chatrt with py-spy and write only its top frames, to their own section",
+    )
     args = parser.parse_args(argv)
     if args.tiny:
         args.users, args.conversations, args.messages = 5, 3, 4
@@ -181,12 +186,17 @@ def cursor_at(index: int) -> str:
     return base64.urlsafe_b64encode(json.dumps(index).encode()).decode().rstrip("=")
 
 
-def measure(args: argparse.Namespace) -> tuple[dict[str, dict[str, list[Any]]], float]:
+def measure(
+    args: argparse.Namespace, profile: list[str]
+) -> tuple[dict[str, dict[str, list[Any]]], float]:
     results: dict[str, dict[str, list[Any]]] = {}
     with support.workdir() as work, support.production_backend(work) as env:
         chatrt_env = env | support.UNLIMITED | {"CHATRT_DB_POOL_MAX": "10",
                                                 "CHATRT_LOG_LEVEL": "warning"}  # fmt: skip
-        with support.chatrt(chatrt_env, work, "chatrt") as chatrt_url:
+        raw = work / "profile.txt"
+        with support.chatrt(
+            chatrt_env, work, "chatrt", raw if args.profile else None
+        ) as chatrt_url:
             list_email, long_email = "list@example.com", "long@example.com"
             list_user = register(chatrt_url, list_email)
             long_user = register(chatrt_url, long_email)
@@ -218,6 +228,8 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, dict[str, list[Any]]], 
                                               "--email", email, "--password", PASSWORD,
                                               *common])
                         )  # fmt: skip
+        if args.profile:
+            profile += support.profile_tables("chatrt serving the history URLs", raw)
     return results, load_s
 
 
@@ -300,10 +312,25 @@ def report(
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     machine = support.machine()
-    results, load_s = measure(args)
+    profile: list[str] = []
+    results, load_s = measure(args, profile)
     text = report(args, results, load_s, machine)
-    support.write_section("history", text, args.output)
+    if not args.profile:  # a profiled run's figures carry the sampling overhead
+        support.write_section("history", text, args.output)
     print(text)
+    if profile:
+        profiled = "\n".join(
+            [
+                "### Where chatrt's time goes on the history URLs (py-spy)",
+                "",
+                f"`python -m bench.history --profile` ({support.now()}, all three URLs, "
+                f"{args.clients} clients; the sampling covers the load step too, which chatrt "
+                f"sits out). {support.PROFILE_NOTE}",
+                *profile,
+            ]
+        )
+        support.write_section("history-profile", profiled, args.output)
+        print(profiled)
 
 
 if __name__ == "__main__":

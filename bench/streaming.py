@@ -42,8 +42,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="sample each chatrt process with py-spy and write its top frames to their own "
-        "section (figures of a profiled run carry the sampling overhead)",
+        help="sample each chatrt process with py-spy and write only its top frames, to their "
+        "own section (the figures of a profiled run carry the sampling overhead)",
     )
     args = parser.parse_args(argv)
     if args.tiny:
@@ -79,18 +79,16 @@ def load_args(args: argparse.Namespace) -> list[str]:
 
 
 def measure(
-    args: argparse.Namespace, profiles: dict[str, list[Any]]
+    args: argparse.Namespace, profiles: dict[str, list[str]]
 ) -> dict[str, list[dict[str, Any]]]:
     results: dict[str, list[dict[str, Any]]] = {"baseline": []} | {b: [] for b in args.backends}
     with support.workdir() as work:
         with contextlib.ExitStack() as stack:
             _measure(args, work, stack, results)
         for backend in args.backends if args.profile else ():
+            # Summarised now: the work directory goes away on exit.
             raw = work / f"profile-{backend}.txt"
-            profiles[backend] = [
-                support.top_frames(raw),
-                support.top_inclusive(raw, "chatrt/"),
-            ]
+            profiles[backend] = support.profile_tables(LABELS[backend], raw)
     return results
 
 
@@ -132,30 +130,15 @@ def _measure(
             )
 
 
-def profile_report(args: argparse.Namespace, profiles: dict[str, list[Any]]) -> str:
+def profile_report(args: argparse.Namespace, profiles: dict[str, list[str]]) -> str:
     lines = [
         "### Where chatrt's streaming time goes (py-spy)",
         "",
         f"`python -m bench.streaming --profile` ({support.now()}, {args.tokens}-token answers, "
-        f"{args.concurrency} concurrent streams): py-spy sampled each chatrt process at 200 Hz "
-        "for the whole run. Shares are of the samples in which the process was busy (idle "
-        "waits are not sampled).",
+        f"{args.concurrency} concurrent streams). {support.PROFILE_NOTE}",
     ]
-    for backend, (own, inclusive) in profiles.items():
-        lines += [
-            "",
-            f"**{LABELS[backend]}**: top frames by own time",
-            "",
-            "| function (file) | own % | inclusive % |",
-            "|---|---|---|",
-            *(f"| `{f}` | {a:.1f} | {b:.1f} |" for f, a, b in own),
-            "",
-            "chatrt's own functions by inclusive time:",
-            "",
-            "| function (file) | inclusive % |",
-            "|---|---|",
-            *(f"| `{f}` | {b:.1f} |" for f, b in inclusive),
-        ]
+    for tables in profiles.values():
+        lines += tables
     return "\n".join(lines)
 
 
@@ -220,10 +203,11 @@ def report(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]], m
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     machine = support.machine()
-    profiles: dict[str, list[Any]] = {}
+    profiles: dict[str, list[str]] = {}
     results = measure(args, profiles)
     text = report(args, results, machine)
-    support.write_section("streaming", text, args.output)
+    if not args.profile:  # a profiled run's figures carry the sampling overhead
+        support.write_section("streaming", text, args.output)
     print(text)
     if profiles:
         profiled = profile_report(args, profiles)

@@ -212,7 +212,7 @@ def chatrt(
         if profile is not None:
             spy = Process(
                 [str(Path(sys.executable).with_name("py-spy")), "record", "--pid",
-                 str(proc.proc.pid), "--format", "raw", "--rate", "200", "--nonblocking",
+                 str(proc.proc.pid), "--format", "raw", "--rate", "200", "--nonblocking", "--gil",
                  "--output", str(profile)],
                 dict(os.environ),
                 workdir / f"{name}-py-spy.log",
@@ -273,6 +273,32 @@ def top_inclusive(raw: Path, needle: str, count: int = 15) -> list[tuple[str, fl
                 total_in[frame] = total_in.get(frame, 0) + int(number)
     ranked = sorted(total_in, key=lambda f: total_in[f], reverse=True)[:count]
     return [(f, 100 * total_in[f] / samples) for f in ranked] if samples else []
+
+
+PROFILE_NOTE = (
+    "py-spy sampled the chatrt process at 200 Hz for the whole run with `--gil` (only the "
+    "thread holding the GIL, so shares are of Python CPU time; C code that releases the GIL, "
+    "such as SQLite's, is not counted) and `--nonblocking` (some stacks come out truncated, so "
+    "inclusive shares are lower bounds)."
+)
+
+
+def profile_tables(label: str, raw: Path) -> list[str]:
+    """Markdown: the busiest frames by own time, and chatrt's functions by inclusive time."""
+    return [
+        "",
+        f"**{label}**: top frames by own time",
+        "",
+        "| function (file) | own % | inclusive % |",
+        "|---|---|---|",
+        *(f"| `{f}` | {a:.1f} | {b:.1f} |" for f, a, b in top_frames(raw)),
+        "",
+        f"**{label}**: chatrt's own functions by inclusive time",
+        "",
+        "| function (file) | inclusive % |",
+        "|---|---|",
+        *(f"| `{f}` | {b:.1f} |" for f, b in top_inclusive(raw, "chatrt/")),
+    ]
 
 
 def migrate(env: dict[str, str]) -> None:
