@@ -35,6 +35,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ttft-samples", type=int, default=10, help="sequential TTFT samples")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
+        "--paced-streams",
+        type=int,
+        default=1000,
+        help="concurrent paced streams over --paced-instances (PostgreSQL + Redis); 0 skips",
+    )
+    parser.add_argument("--paced-instances", type=int, default=2)
+    parser.add_argument("--rate", type=float, default=20.0, help="paced tokens/s per stream")
+    parser.add_argument(
         "--backends", default=",".join(BACKENDS), help=f"comma-separated subset of {BACKENDS}"
     )
     parser.add_argument("--tiny", action="store_true", help="a few seconds' worth, for tests")
@@ -49,6 +57,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if args.tiny:
         args.tokens, args.answers, args.concurrency = 20, 2, 2
         args.ttft_samples, args.runs = 2, 1
+        args.paced_streams, args.rate = 4, 200.0
     args.backends = [b for b in args.backends.split(",") if b]
     unknown = set(args.backends) - set(BACKENDS)
     if unknown:
@@ -82,6 +91,7 @@ def measure(
     args: argparse.Namespace, profiles: dict[str, list[str]]
 ) -> dict[str, list[dict[str, Any]]]:
     results: dict[str, list[dict[str, Any]]] = {"baseline": []} | {b: [] for b in args.backends}
+    results["paced"] = []
     with support.workdir() as work:
         with contextlib.ExitStack() as stack:
             _measure(args, work, stack, results)
@@ -100,9 +110,10 @@ def _measure(
 ) -> None:
     base_url = stack.enter_context(support.upstream(work, args.tokens))
     urls: dict[str, str] = {}
+    production: dict[str, str] | None = None
     for backend in args.backends:
         if backend == "production":
-            env = stack.enter_context(support.production_backend(work))
+            env = production = stack.enter_context(support.production_backend(work))
         else:
             env = support.embedded_backend(work)
         profile = work / f"profile-{backend}.txt" if args.profile else None
@@ -128,6 +139,33 @@ def _measure(
                     ]
                 )
             )
+    if production is not None and args.paced_streams:
+        results["paced"] = paced(args, work, stack, production)
+
+
+def paced(
+    args: argparse.Namespace,
+    work: Path,
+    stack: contextlib.ExitStack,
+    production: dict[str, str],
+) -> list[dict[str, Any]]:
+    """Paced streams spread over several instances, one load generator per instance."""
+    paced_url = stack.enter_context(support.upstream(work, args.tokens, args.rate))
+    env = chatrt_env(production, paced_url)
+    urls = [
+        stack.enter_context(support.chatrt(env, work, f"chatrt-paced-{n}"))
+        for n in range(args.paced_instances)
+    ]
+    share, extra = divmod(args.paced_streams, len(urls))
+    # Twice the answer's paced length, plus set-up time: what is not done by then is lost.
+    deadline = 2 * args.tokens / args.rate + 30
+    commands = [
+        ["bench.load.ws_stream", "--url", url, "--origin", support.ORIGIN,
+         "--paced", str(share + (n < extra)), "--deadline", str(deadline)]
+        for n, url in enumerate(urls)
+        if share + (n < extra)
+    ]  # fmt: skip
+    return support.run_json_parallel(commands)
 
 
 def profile_report(args: argparse.Namespace, profiles: dict[str, list[str]]) -> str:
@@ -183,6 +221,30 @@ def report(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]], m
             + f" | {ratio:.2f} | >= 0.6 ({met}) | {ttft:.1f} ms | {added:+.1f} ms "
             f"({'met' if added <= 5 else 'missed'}) | {accept:.1f} ms | {lost} |"
         )
+    if results["paced"]:
+        runs = results["paced"]
+        lost = sum(r["lost"] for r in runs)
+        p99 = max(r["gap_p99_ms"] for r in runs)
+        lines += [
+            "",
+            f"Paced: {args.paced_streams:,} concurrent streams of {args.tokens} tokens at "
+            f"{args.rate:g} tokens/s each, over {args.paced_instances} chatrt instances "
+            "(PostgreSQL + Redis), one load generator process per instance, one answer per "
+            "stream, 10 streams per signed-in user.",
+            "",
+            "| instance | streams | lost (target 0) | of which never finished | gap between "
+            "deltas p50 | p99 (target < 150 ms) | max |",
+            "|---|---|---|---|---|---|---|",
+            *(
+                f"| {n + 1} | {r['streams']} | {r['lost']} | {r['timed_out']} | "
+                f"{r['gap_p50_ms']:.1f} ms | "
+                f"{r['gap_p99_ms']:.1f} ms | {r['gap_max_ms']:.1f} ms |"
+                for n, r in enumerate(runs)
+            ),
+            "",
+            f"Paced targets: {lost} answers lost ({'met' if lost == 0 else 'missed'}); worst p99 "
+            f"gap {p99:.1f} ms ({'met' if p99 < 150 else 'missed'}).",
+        ]
     lines += [
         "",
         "Tokens/s counts the completion tokens of answers whose deltas, joined in seq order, equal",
@@ -194,6 +256,8 @@ def report(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]], m
         "Reproduce: `python -m bench.streaming "
         f"--tokens {args.tokens} --answers {args.answers} --concurrency {args.concurrency} "
         f"--ttft-samples {args.ttft_samples} --runs {args.runs} "
+        f"--paced-streams {args.paced_streams} --paced-instances {args.paced_instances} "
+        f"--rate {args.rate:g} "
         f"--backends {','.join(args.backends)}` from the repository root, in the dev venv, "
         "with PostgreSQL and Redis binaries installed as for the test suite.",
     ]

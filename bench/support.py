@@ -110,6 +110,34 @@ def run_json(args: list[str], timeout: float = 300) -> dict[str, Any]:
     return result
 
 
+def run_json_parallel(commands: list[list[str]], timeout: float = 300) -> list[dict[str, Any]]:
+    """``run_json`` for several load generators at once (each its own process and core)."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_without_chatrt(os.environ),
+        )
+        for args in commands
+    ]
+    results = []
+    try:
+        for args, proc in zip(commands, procs, strict=True):
+            out, err = proc.communicate(timeout=timeout)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{args[0]} failed ({proc.returncode}):\n{err[-3000:]}")
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return results
+
+
 def _without_chatrt(env: os._Environ[str] | dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if not k.startswith(("CHATRT_", "PICCOLO_"))}
 

@@ -66,6 +66,8 @@ class Worker:
         self.ws: ClientConnection | None = None
         self.accepted = 0.0
         """Seconds from sending the last message to its 202 answer."""
+        self.gaps: list[float] = []
+        """Seconds between consecutive deltas of the last answer."""
 
     async def open(self) -> None:
         created = await self.session.post("/api/conversations", {"title": "bench"})
@@ -91,14 +93,19 @@ class Worker:
             self.accepted = time.perf_counter() - started
 
         sent.add_done_callback(mark)
-        first = 0.0
+        first = last = 0.0
         parts: dict[int, str] = {}
+        self.gaps = []
         while True:
             frame = _DECODE(await self.ws.recv())
             kind = frame["type"]
             if kind == "message.delta" and frame["conversation_id"] == self.conversation_id:
+                now = time.perf_counter()
                 if not parts:
-                    first = time.perf_counter() - started
+                    first = now - started
+                else:
+                    self.gaps.append(now - last)
+                last = now
                 parts[frame["seq"]] = frame["delta"]
             elif kind == "message.done":
                 message = frame["message"]
@@ -120,7 +127,49 @@ class Worker:
             await self.ws.close()
 
 
+async def paced(args: argparse.Namespace) -> dict[str, object]:
+    """``--paced N``: N streams at once, one answer each; gaps between deltas, losses."""
+    # Every socket of a user gets that user's conversation.updated frames, so streams are
+    # spread over users as a crowd of people would be, not piled on one.
+    workers: list[Worker] = []
+    sessions = []
+    for start in range(0, args.paced, args.streams_per_user):
+        session = Session(args.url, args.origin)
+        await session.sign_up()
+        sessions.append(session)
+        batch = [Worker(session) for _ in range(min(args.streams_per_user, args.paced - start))]
+        await asyncio.gather(*(w.open() for w in batch))
+        workers += batch
+    # An answer whose message.done never comes counts as lost once the deadline passes.
+    results = await asyncio.gather(
+        *(asyncio.wait_for(w.answer(), args.deadline) for w in workers), return_exceptions=True
+    )
+    timed_out = sum(1 for r in results if isinstance(r, TimeoutError))
+    gaps = sorted(g * 1000 for w in workers for g in w.gaps)
+    lost = sum(1 for r in results if isinstance(r, BaseException) or not r[2])
+    tokens = sum(r[0] for r in results if not isinstance(r, BaseException))
+    for worker in workers:
+        await worker.close()
+    for session in sessions:
+        await session.http.aclose()
+
+    def pct(q: float) -> float:
+        return gaps[min(len(gaps) - 1, int(q * len(gaps)))] if gaps else float("nan")
+
+    return {
+        "streams": args.paced,
+        "tokens": tokens,
+        "timed_out": timed_out,
+        "lost": lost,
+        "gap_p50_ms": pct(0.50),
+        "gap_p99_ms": pct(0.99),
+        "gap_max_ms": gaps[-1] if gaps else float("nan"),
+    }
+
+
 async def run(args: argparse.Namespace) -> dict[str, object]:
+    if args.paced:
+        return await paced(args)
     session = Session(args.url, args.origin)
     await session.sign_up()
     workers = [Worker(session) for _ in range(args.concurrency)]
@@ -167,6 +216,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--answers", type=int, default=40)
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--ttft-samples", type=int, default=10)
+    parser.add_argument(
+        "--paced", type=int, default=0, help="instead: N streams at once, one answer each"
+    )
+    parser.add_argument("--streams-per-user", type=int, default=10)
+    parser.add_argument(
+        "--deadline", type=float, default=120.0, help="seconds for each paced answer"
+    )
     print(json.dumps(asyncio.run(run(parser.parse_args(argv)))))
 
 

@@ -48,6 +48,11 @@ def test_streaming_writes_rows_for_baseline_and_both_backends(tmp_path: Path) ->
         cells = row(text, label)
         assert float(cells[1].replace(",", "")) > 0, cells
         assert cells[-1] == "0", f"lost answers: {cells}"
+    # The paced part: one row per instance, nothing lost.
+    for instance in ("1", "2"):
+        cells = row(text, instance)
+        assert cells[1] == "2", cells
+        assert cells[2] == "0", f"lost answers: {cells}"
     # A second run replaces the section instead of appending another one.
     text = run_bench("streaming", output, "--backends", "embedded")
     assert text.count("<!-- bench:streaming -->") == 1
