@@ -20,7 +20,7 @@ from chatrt.app import create_app
 from chatrt.db.tables import Message
 from chatrt.errors import MESSAGES
 from tests.conftest import Backend, serving
-from tests.realtime.conftest import start_live
+from tests.realtime.conftest import providers_env, start_live
 from tests.support.client import PASSWORD, Client
 from tests.support.fake_openai import FakeOpenAI, Script
 
@@ -31,18 +31,7 @@ THAI, ENGLISH = MESSAGES["quota_exceeded"]
 
 
 def providers(fake: FakeOpenAI, *names: str) -> str:
-    return json.dumps(
-        [
-            {
-                "name": name,
-                "base_url": fake.base_url(name),
-                "model": f"model-{name}",
-                "input_price_per_mtok": PRICES[name][0],
-                "output_price_per_mtok": PRICES[name][1],
-            }
-            for name in names
-        ]
-    )
+    return providers_env(fake, *names, prices=PRICES)
 
 
 async def ask(

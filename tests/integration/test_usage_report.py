@@ -17,6 +17,7 @@ from chatrt.app import create_app
 from chatrt.clock import utcnow
 from chatrt.db.tables import Message
 from tests.conftest import Backend, run_chatrt, serving
+from tests.realtime.conftest import providers_env
 from tests.support.client import Client
 from tests.support.fake_openai import FakeOpenAI, Script
 
@@ -27,18 +28,7 @@ TOKENS = {"primary": ["สวัส", "ดี", "ครับ"], "second": ["one
 
 
 def providers(fake: FakeOpenAI, *names: str) -> str:
-    return json.dumps(
-        [
-            {
-                "name": name,
-                "base_url": fake.base_url(name),
-                "model": f"model-{name}",
-                "input_price_per_mtok": PRICES[name][0],
-                "output_price_per_mtok": PRICES[name][1],
-            }
-            for name in names
-        ]
-    )
+    return providers_env(fake, *names, prices=PRICES)
 
 
 async def ask(user: Client, conversation_id: str, content: str) -> dict[str, Any]:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.conftest import Backend
+from tests.multi.conftest import ClientOn
 from tests.realtime.conftest import REALTIME_ENV, providers_env
 from tests.support.client import Client
 from tests.support.fake_openai import FakeOpenAI, Script
@@ -34,20 +34,6 @@ def pair(
         yield a, b
 
 
-@pytest.fixture
-async def opened() -> AsyncIterator[list[httpx.AsyncClient]]:
-    clients: list[httpx.AsyncClient] = []
-    yield clients
-    for http in clients:
-        await http.aclose()
-
-
-def _client(instance: Instance, opened: list[httpx.AsyncClient]) -> Client:
-    http = httpx.AsyncClient(base_url=instance.url, timeout=30)
-    opened.append(http)
-    return Client(http)
-
-
 async def _budget(client: Client) -> dict[str, Any]:
     response = await client.get("/api/usage")
     assert response.status_code == 200, response.text
@@ -56,13 +42,13 @@ async def _budget(client: Client) -> dict[str, Any]:
 
 
 async def test_tokens_spent_on_one_instance_count_on_the_other(
-    pair: tuple[Instance, Instance], fake: FakeOpenAI, opened: list[httpx.AsyncClient]
+    pair: tuple[Instance, Instance], fake: FakeOpenAI, client_on: ClientOn
 ) -> None:
     a, b = pair
     fake.script("primary", Script(tokens=3))
-    on_a = _client(a, opened)
+    on_a = client_on(a)
     await on_a.register()
-    on_b = _client(b, opened)
+    on_b = client_on(b)
     on_b.sign_in_as(on_a)
     conversation = await on_a.create_conversation(title="shared budget")
 

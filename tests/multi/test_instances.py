@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import anyio
-import httpx
 import pytest
 
 from tests.conftest import Backend
+from tests.multi.conftest import ClientOn
 from tests.realtime.conftest import REALTIME_ENV, providers_env
 from tests.support.client import Client
 from tests.support.fake_openai import FakeOpenAI, Script
@@ -50,27 +50,13 @@ async def ws_open() -> AsyncIterator[Callable[[str, str], Awaitable[WsClient]]]:
         await socket.close()
 
 
-@pytest.fixture
-async def clients() -> AsyncIterator[list[httpx.AsyncClient]]:
-    opened: list[httpx.AsyncClient] = []
-    yield opened
-    for http in opened:
-        await http.aclose()
-
-
-async def _user_on(instance: Instance, opened: list[httpx.AsyncClient]) -> Client:
-    http = httpx.AsyncClient(base_url=instance.url, timeout=30)
-    opened.append(http)
-    client = Client(http)
+async def _user_on(client: Client) -> Client:
     await client.register()
     return client
 
 
-def _as(client: Client, instance: Instance, opened: list[httpx.AsyncClient]) -> Client:
+def _as(client: Client, other: Client) -> Client:
     """The same browser session, talking to another instance."""
-    http = httpx.AsyncClient(base_url=instance.url, timeout=30)
-    opened.append(http)
-    other = Client(http)
     other.sign_in_as(client)
     return other
 
@@ -78,12 +64,12 @@ def _as(client: Client, instance: Instance, opened: list[httpx.AsyncClient]) -> 
 async def test_a_subscriber_on_b_sees_exactly_the_deltas_of_a_generation_on_a(
     cluster: tuple[Instance, Instance],
     fake: FakeOpenAI,
-    clients: list[httpx.AsyncClient],
+    client_on: ClientOn,
     ws_open: Callable[[str, str], Awaitable[WsClient]],
 ) -> None:
     a, b = cluster
     fake.script("primary", Script(tokens=[f"t{i} " for i in range(200)], delay_s=0.002))
-    alice = await _user_on(a, clients)
+    alice = await _user_on(client_on(a))
     conversation = await alice.create_conversation()
     on_a = await ws_open(a.url, alice.session)
     on_b = await ws_open(b.url, alice.session)
@@ -100,7 +86,7 @@ async def test_a_subscriber_on_b_sees_exactly_the_deltas_of_a_generation_on_a(
     content = "".join(f"t{i} " for i in range(200))
     assert "".join(d["delta"] for d in from_b) == content
     assert on_b.frames[-1]["message"]["content"] == content
-    rest_on_b = _as(alice, b, clients)
+    rest_on_b = _as(alice, client_on(b))
     assert (await rest_on_b.history(conversation["id"]))[0]["content"] == content
     await on_a.close()
     await on_b.close()
@@ -109,13 +95,13 @@ async def test_a_subscriber_on_b_sees_exactly_the_deltas_of_a_generation_on_a(
 async def test_one_client_message_id_sent_to_both_instances_runs_once(
     cluster: tuple[Instance, Instance],
     fake: FakeOpenAI,
-    clients: list[httpx.AsyncClient],
+    client_on: ClientOn,
     ws_open: Callable[[str, str], Awaitable[WsClient]],
 ) -> None:
     a, b = cluster
     fake.script("primary", Script(tokens=5, delay_s=0.05))
-    alice = await _user_on(a, clients)
-    also_alice = _as(alice, b, clients)
+    alice = await _user_on(client_on(a))
+    also_alice = _as(alice, client_on(b))
     conversation = await alice.create_conversation(title="no title request")
     results = []
 
@@ -136,7 +122,7 @@ async def test_one_client_message_id_sent_to_both_instances_runs_once(
 async def test_cancel_from_b_stops_the_generation_on_a(
     cluster: tuple[Instance, Instance],
     fake: FakeOpenAI,
-    clients: list[httpx.AsyncClient],
+    client_on: ClientOn,
     ws_open: Callable[[str, str], Awaitable[WsClient]],
     moment: str,
 ) -> None:
@@ -145,7 +131,7 @@ async def test_cancel_from_b_stops_the_generation_on_a(
         fake.script("primary", Script(tokens=5, first_token_delay_s=60))
     else:
         fake.script("primary", Script(tokens=400, delay_s=0.02))
-    alice = await _user_on(a, clients)
+    alice = await _user_on(client_on(a))
     conversation = await alice.create_conversation()
     on_b = await ws_open(b.url, alice.session)
     await on_b.send({"type": "subscribe", "conversation_id": conversation["id"]})
@@ -173,12 +159,12 @@ async def test_cancel_from_b_stops_the_generation_on_a(
 async def test_kill_9_of_the_generating_instance_is_swept_by_the_other(
     cluster: tuple[Instance, Instance],
     fake: FakeOpenAI,
-    clients: list[httpx.AsyncClient],
+    client_on: ClientOn,
     ws_open: Callable[[str, str], Awaitable[WsClient]],
 ) -> None:
     a, b = cluster
     fake.script("primary", Script(tokens=1000, delay_s=0.02))
-    alice = await _user_on(a, clients)
+    alice = await _user_on(client_on(a))
     conversation = await alice.create_conversation()
     on_b = await ws_open(b.url, alice.session)
     await on_b.send({"type": "subscribe", "conversation_id": conversation["id"]})
@@ -194,7 +180,7 @@ async def test_kill_9_of_the_generating_instance_is_swept_by_the_other(
     joined = "".join(d["delta"] for d in deltas_of(on_b.frames, message_id))
     assert done["content"] == joined
     assert joined.startswith("tok0 tok1 tok2 ")
-    rest_on_b = _as(alice, b, clients)
+    rest_on_b = _as(alice, client_on(b))
     history = await rest_on_b.history(conversation["id"])
     assert (history[0]["status"], history[0]["content"]) == ("failed", joined)
     await on_b.close()
@@ -204,14 +190,14 @@ async def test_kill_9_of_the_generating_instance_is_swept_by_the_other(
 async def test_a_client_reconnecting_anywhere_misses_nothing(
     cluster: tuple[Instance, Instance],
     fake: FakeOpenAI,
-    clients: list[httpx.AsyncClient],
+    client_on: ClientOn,
     ws_open: Callable[[str, str], Awaitable[WsClient]],
     where: str,
 ) -> None:
     a, b = cluster
     tokens = [f"r{i} " for i in range(150)]
     fake.script("primary", Script(tokens=tokens, delay_s=0.01))
-    alice = await _user_on(a, clients)
+    alice = await _user_on(client_on(a))
     conversation = await alice.create_conversation()
     first = await ws_open(a.url, alice.session)
     await first.send({"type": "subscribe", "conversation_id": conversation["id"]})
@@ -235,13 +221,13 @@ async def test_a_client_reconnecting_anywhere_misses_nothing(
 async def test_100_concurrent_generations_across_two_instances(
     cluster: tuple[Instance, Instance],
     fake: FakeOpenAI,
-    clients: list[httpx.AsyncClient],
+    client_on: ClientOn,
     ws_open: Callable[[str, str], Awaitable[WsClient]],
 ) -> None:
     a, b = cluster
     fake.script("primary", Script(tokens=[f"x{i} " for i in range(30)], delay_s=0.01))
-    alice = await _user_on(a, clients)
-    on_b = _as(alice, b, clients)
+    alice = await _user_on(client_on(a))
+    on_b = _as(alice, client_on(b))
     conversations = [await alice.create_conversation() for _ in range(100)]
     watchers = [await ws_open(i.url, alice.session) for i in (a, b)]
     for ws in watchers:
@@ -284,13 +270,13 @@ async def test_100_concurrent_generations_across_two_instances(
 async def test_sigterm_closes_sockets_with_1012_and_lets_answers_finish(
     cluster: tuple[Instance, Instance],
     fake: FakeOpenAI,
-    clients: list[httpx.AsyncClient],
+    client_on: ClientOn,
     ws_open: Callable[[str, str], Awaitable[WsClient]],
 ) -> None:
     a, b = cluster
     tokens = [f"g{i} " for i in range(100)]
     fake.script("primary", Script(tokens=tokens, delay_s=0.02))  # about 2 s of answer
-    alice = await _user_on(a, clients)
+    alice = await _user_on(client_on(a))
     conversation = await alice.create_conversation(title="shutdown")
     on_a = await ws_open(a.url, alice.session)
     await on_a.send({"type": "subscribe", "conversation_id": conversation["id"]})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import Backend
+from tests.multi.conftest import ClientOn
 from tests.support.client import Client
 from tests.support.instances import Instance
 from tests.support.ratelimit import assert_rate_limited, from_ip
@@ -32,20 +33,6 @@ def cluster(postgres_backend: Backend, tmp_path: Path) -> Iterator[tuple[Instanc
         yield a, b
 
 
-@pytest.fixture
-async def https() -> AsyncIterator[list[httpx.AsyncClient]]:
-    opened: list[httpx.AsyncClient] = []
-    yield opened
-    for http in opened:
-        await http.aclose()
-
-
-def _client(instance: Instance, opened: list[httpx.AsyncClient]) -> Client:
-    http = httpx.AsyncClient(base_url=instance.url, timeout=30)
-    opened.append(http)
-    return Client(http)
-
-
 async def _all_at_once(
     clients: list[Client], path: str, count: int, headers: list[dict[str, str]]
 ) -> list[httpx.Response]:
@@ -62,10 +49,10 @@ async def _all_at_once(
 
 
 async def test_the_per_ip_limit_is_exact_across_instances(
-    cluster: tuple[Instance, Instance], https: list[httpx.AsyncClient]
+    cluster: tuple[Instance, Instance], client_on: ClientOn
 ) -> None:
     a, b = cluster
-    clients = [_client(a, https), _client(b, https)]
+    clients = [client_on(a), client_on(b)]
     # Relayed by a proxy on loopback (trusted by default) for one client address.
     responses = await _all_at_once(
         clients, "/api/auth/me", 3 * IP_LIMIT, [from_ip("203.0.113.10")] * (3 * IP_LIMIT)
@@ -91,12 +78,12 @@ async def test_the_per_ip_limit_is_exact_across_instances(
 
 
 async def test_the_per_user_limit_is_exact_across_instances(
-    cluster: tuple[Instance, Instance], https: list[httpx.AsyncClient]
+    cluster: tuple[Instance, Instance], client_on: ClientOn
 ) -> None:
     a, b = cluster
-    on_a = _client(a, https)
+    on_a = client_on(a)
     await on_a.register()
-    on_b = _client(b, https)
+    on_b = client_on(b)
     on_b.sign_in_as(on_a)
     # A fresh address for every request, so only the user limit can bite.
     count = 3 * USER_LIMIT
@@ -114,7 +101,7 @@ async def test_the_per_user_limit_is_exact_across_instances(
 
 
 async def test_a_real_server_ignores_forwarded_for_from_an_untrusted_peer(
-    postgres_backend: Backend, tmp_path: Path, https: list[httpx.AsyncClient]
+    postgres_backend: Backend, tmp_path: Path, client_on: ClientOn
 ) -> None:
     env = postgres_backend.defaults | postgres_backend.env
     env |= {
@@ -125,7 +112,7 @@ async def test_a_real_server_ignores_forwarded_for_from_an_untrusted_peer(
         "FORWARDED_ALLOW_IPS": "*",
     }
     with Instance(env, tmp_path, "untrusting") as instance:
-        client = _client(instance, https)
+        client = client_on(instance)
         for n in range(3):
             forged = from_ip(f"203.0.113.{n}")
             assert (await client.get("/api/auth/me", headers=forged)).status_code == 401

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 import httpx
@@ -19,7 +19,10 @@ from tests.support.live import live_server
 from tests.support.ws import WsClient
 
 
-def providers_env(fake: FakeOpenAI, *names: str) -> str:
+def providers_env(
+    fake: FakeOpenAI, *names: str, prices: Mapping[str, tuple[float, float]] | None = None
+) -> str:
+    """``CHATRT_PROVIDERS`` for the fake server's ``names``; prices are per million tokens."""
     return json.dumps(
         [
             {
@@ -27,8 +30,8 @@ def providers_env(fake: FakeOpenAI, *names: str) -> str:
                 "base_url": fake.base_url(name),
                 "api_key": "test-key",
                 "model": f"model-{name}",
-                "input_price_per_mtok": 1.0,
-                "output_price_per_mtok": 2.0,
+                "input_price_per_mtok": (prices or {}).get(name, (1.0, 2.0))[0],
+                "output_price_per_mtok": (prices or {}).get(name, (1.0, 2.0))[1],
             }
             for name in names
         ]
