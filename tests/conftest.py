@@ -25,6 +25,7 @@ from litestar import Litestar
 from chatrt.app import create_app
 from chatrt.settings import Settings
 from tests.support.client import Client
+from tests.support.evidence import Evidence
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.servers import PostgresServer, RedisServer
 
@@ -43,6 +44,35 @@ _db_names = itertools.count()
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"
+
+
+_evidence = pytest.StashKey[Evidence]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_evidence] = Evidence()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    found = session.config.stash[_evidence]
+    if found.figures:
+        found.save()
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    found = config.stash[_evidence]
+    if found.figures:
+        terminalreporter.section("reliability evidence")
+        for line in found.lines():
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def evidence(request: pytest.FixtureRequest) -> Evidence:
+    """Where a fault, fuzz or security test records what it checked (docs/reliability.md)."""
+    return request.config.stash[_evidence]
 
 
 def run_chatrt(
