@@ -59,6 +59,7 @@ async def test_list_and_history_use_their_indexes(
         assert alice.user is not None
         conversation = await alice.create_conversation(title="big")
         cid = conversation["id"]
+        owner = uuid.UUID(alice.user["id"])
         for statement in LOAD.replace("{cid}", f"'{cid}'").split(";"):
             if statement.strip():
                 await Conversation.raw(statement)
@@ -73,8 +74,8 @@ async def test_list_and_history_use_their_indexes(
             "next list page": await _explain(
                 service._NEXT_PAGE, user_id, page.items[-1].updated_at, page.items[-1].id, 26
             ),
-            "history top": await _explain(str(history_query(uuid.UUID(cid), None, 26))),
-            "history deep": await _explain(str(history_query(uuid.UUID(cid), 10_000, 26))),
+            "history top": await _explain(str(history_query(owner, uuid.UUID(cid), None, 26))),
+            "history deep": await _explain(str(history_query(owner, uuid.UUID(cid), 10_000, 26))),
         }
         for name, nodes in plans.items():
             scans = {(n["Node Type"], n.get("Relation Name")) for n in nodes}

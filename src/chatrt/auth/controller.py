@@ -87,7 +87,7 @@ class AuthController(Controller):
 
 
 def _signed_in(request: AuthRequest, user: UserOut, status: int) -> Response[UserEnvelope]:
-    start_session(request, user.id)
+    start_session(request, user)
     response = Response(UserEnvelope(user=user), status_code=status)
     issue_csrf_cookie(request, response)
     return response

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import msgspec
 from litestar.connection import ASGIConnection
 
 from chatrt.auth.schemas import UserOut
@@ -18,6 +19,12 @@ async def retrieve_user(
     raw = session.get("uid")
     if not isinstance(raw, str):
         return None
+    cached = session.get("user")
+    if cached is not None:
+        try:
+            return msgspec.convert(cached, UserOut, strict=False)
+        except msgspec.ValidationError:
+            pass  # written by another version: read the row instead
     try:
         user_id = uuid.UUID(raw)
     except ValueError:

@@ -8,8 +8,8 @@ whenever a session is written under an id the store does not know, and on every 
 from __future__ import annotations
 
 from typing import Any, cast
-from uuid import UUID
 
+import msgspec
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie, MutableScopeHeaders
 from litestar.middleware.session.server_side import (
@@ -19,14 +19,20 @@ from litestar.middleware.session.server_side import (
 from litestar.types import Empty, Message, Scope, ScopeSession
 from litestar.utils.dataclass import extract_dataclass_items
 
+from chatrt.auth.schemas import UserOut
+
 _ROTATE = "chatrt.rotate_session"
 _KNOWN = "chatrt.session_known"
 
 
-def start_session(connection: ASGIConnection[Any, Any, Any, Any], user_id: UUID) -> None:
-    """Sign ``user_id`` in under a brand-new session id (the old one, if any, is deleted)."""
+def start_session(connection: ASGIConnection[Any, Any, Any, Any], user: UserOut) -> None:
+    """Sign ``user`` in under a brand-new session id (the old one, if any, is deleted).
+
+    The user's fields ride in the session, so an authenticated request costs no user query:
+    they never change after registration (the contract has no way to edit or delete a user).
+    """
     cast(dict[str, Any], connection.scope)[_ROTATE] = True
-    connection.set_session({"uid": str(user_id)})
+    connection.set_session({"uid": str(user.id), "user": msgspec.to_builtins(user)})
 
 
 class RotatingSessionBackend(ServerSideSessionBackend):

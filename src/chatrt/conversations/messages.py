@@ -67,9 +67,18 @@ async def _owned_active(user_id: UUID, conversation_id: UUID) -> None:
         raise not_found()
 
 
-def history_query(conversation_id: UUID, before: int | None, limit: int) -> Select[Message]:
-    """Newest-first messages below index ``before``: one range scan of the unique index."""
-    query = Message.select(*MESSAGE_COLUMNS).where(Message.conversation_id == conversation_id)
+def history_query(
+    user_id: UUID, conversation_id: UUID, before: int | None, limit: int
+) -> Select[Message]:
+    """Newest-first messages below index ``before``: one range scan of the unique index.
+
+    Ownership is joined in, so a page of a conversation the user may read costs one query.
+    """
+    query = Message.select(*MESSAGE_COLUMNS).where(
+        Message.conversation_id == conversation_id,
+        Message.conversation_id.user_id == user_id,
+        Message.conversation_id.status == "active",
+    )
     if before is not None:
         query = query.where(Message.message_index < before)
     return query.order_by(Message.message_index, ascending=False).limit(limit)
@@ -80,8 +89,10 @@ async def list_page(
 ) -> MessagePage:
     """Newest first, keyset-paginated on the unique ``(conversation_id, message_index)``."""
     before = decode_cursor(cursor, MessageIndex) if cursor is not None else None
-    await _owned_active(user_id, conversation_id)
-    rows = await history_query(conversation_id, before, limit + 1)
+    rows = await history_query(user_id, conversation_id, before, limit + 1)
+    if not rows:
+        # Nothing readable: an empty page of one's own conversation, or somebody else's.
+        await _owned_active(user_id, conversation_id)
     items = [to_message(row, locale) for row in rows[:limit]]
     next_cursor = encode_cursor(items[-1].message_index) if len(rows) > limit else None
     return MessagePage(items=items, next_cursor=next_cursor)
