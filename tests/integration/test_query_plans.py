@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from chatrt.conversations import service
-from chatrt.conversations.messages import history_query
+from chatrt.conversations.messages import HISTORY_FIRST_PAGE, HISTORY_NEXT_PAGE
 from chatrt.db.tables import Conversation
 from tests.conftest import Backend
 from tests.support.client import Client
@@ -74,8 +74,8 @@ async def test_list_and_history_use_their_indexes(
             "next list page": await _explain(
                 service._NEXT_PAGE, user_id, page.items[-1].updated_at, page.items[-1].id, 26
             ),
-            "history top": await _explain(str(history_query(owner, uuid.UUID(cid), None, 26))),
-            "history deep": await _explain(str(history_query(owner, uuid.UUID(cid), 10_000, 26))),
+            "history top": await _explain(HISTORY_FIRST_PAGE, uuid.UUID(cid), owner, 26),
+            "history deep": await _explain(HISTORY_NEXT_PAGE, uuid.UUID(cid), owner, 10_000, 26),
         }
         for name, nodes in plans.items():
             scans = {(n["Node Type"], n.get("Relation Name")) for n in nodes}

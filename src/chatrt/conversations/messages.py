@@ -8,7 +8,6 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from piccolo.query import Select
 
 from chatrt.clock import utcnow
 from chatrt.conversations.schemas import MessageCreate, MessageError, MessageOut, MessagePage
@@ -44,9 +43,16 @@ MESSAGE_COLUMNS = (
 def to_message(row: dict[str, Any], locale: Locale = "th") -> MessageOut:
     """A message from its row; a failure's text is in ``locale`` (answers are broadcast)."""
     code = row.pop("error_code", None)
+    # Raw queries on SQLite return UUIDs as text.
+    row["id"] = _uuid(row["id"])
+    row["conversation_id"] = _uuid(row["conversation_id"])
     row["usage_estimated"] = bool(row.get("usage_estimated"))
     error = MessageError(code=code, message=localize(code, locale)) if code else None
     return MessageOut(**row, error=error)
+
+
+def _uuid(value: Any) -> UUID:
+    return value if isinstance(value, UUID) else UUID(str(value))
 
 
 async def streaming_ids(conversation_id: UUID) -> list[UUID]:
@@ -67,21 +73,19 @@ async def _owned_active(user_id: UUID, conversation_id: UUID) -> None:
         raise not_found()
 
 
-def history_query(
-    user_id: UUID, conversation_id: UUID, before: int | None, limit: int
-) -> Select[Message]:
-    """Newest-first messages below index ``before``: one range scan of the unique index.
-
-    Ownership is joined in, so a page of a conversation the user may read costs one query.
-    """
-    query = Message.select(*MESSAGE_COLUMNS).where(
-        Message.conversation_id == conversation_id,
-        Message.conversation_id.user_id == user_id,
-        Message.conversation_id.status == "active",
-    )
-    if before is not None:
-        query = query.where(Message.message_index < before)
-    return query.order_by(Message.message_index, ascending=False).limit(limit)
+# A history page as fixed SQL: Piccolo would rebuild the query on every request, which cost
+# more than running it (docs/benchmarks.md). Ownership is joined in, so a page of a
+# conversation the user may read is one query: a probe of the conversation's primary key and
+# one range scan of the unique (conversation_id, message_index) index, at any depth.
+_HISTORY = (
+    "SELECT "
+    + ", ".join(f"m.{column._meta.db_column_name}" for column in MESSAGE_COLUMNS)
+    + " FROM messages m JOIN conversations c ON c.id = m.conversation_id"
+    " WHERE m.conversation_id = {} AND c.user_id = {} AND c.status = 'active'"
+)
+_ORDER = " ORDER BY m.message_index DESC LIMIT {}"
+HISTORY_FIRST_PAGE = _HISTORY + _ORDER
+HISTORY_NEXT_PAGE = _HISTORY + " AND m.message_index < {}" + _ORDER
 
 
 async def list_page(
@@ -89,7 +93,10 @@ async def list_page(
 ) -> MessagePage:
     """Newest first, keyset-paginated on the unique ``(conversation_id, message_index)``."""
     before = decode_cursor(cursor, MessageIndex) if cursor is not None else None
-    rows = await history_query(user_id, conversation_id, before, limit + 1)
+    if before is None:
+        rows = await Message.raw(HISTORY_FIRST_PAGE, conversation_id, user_id, limit + 1)
+    else:
+        rows = await Message.raw(HISTORY_NEXT_PAGE, conversation_id, user_id, before, limit + 1)
     if not rows:
         # Nothing readable: an empty page of one's own conversation, or somebody else's.
         await _owned_active(user_id, conversation_id)
