@@ -63,13 +63,20 @@ async def streaming_ids(conversation_id: UUID) -> list[UUID]:
     return [row["id"] for row in rows]
 
 
+# Fixed SQL on the send and read paths: a Piccolo query is rebuilt on every call, and that
+# costs more than running it (docs/benchmarks.md).
+_OWNED_ACTIVE = (
+    "SELECT 1 AS found FROM conversations WHERE id = {} AND user_id = {} AND status = 'active'"
+)
+_SEND_BLOCKERS = (
+    "SELECT EXISTS (SELECT 1 FROM messages WHERE conversation_id = {} AND client_message_id = {})"
+    " AS sent, EXISTS (SELECT 1 FROM messages WHERE conversation_id = {} AND status = 'streaming')"
+    " AS busy"
+)
+
+
 async def _owned_active(user_id: UUID, conversation_id: UUID) -> None:
-    exists = await Conversation.exists().where(
-        Conversation.id == conversation_id,
-        Conversation.user_id == user_id,
-        Conversation.status == "active",
-    )
-    if not exists:
+    if not await Conversation.raw(_OWNED_ACTIVE, conversation_id, user_id):
         raise not_found()
 
 
@@ -213,14 +220,12 @@ async def send(
             )
             if not rows:
                 raise not_found()
-            if client_id is not None and await Message.exists().where(
-                Message.conversation_id == conversation_id,
-                Message.client_message_id == client_id,
-            ):
+            blockers = await Message.raw(
+                _SEND_BLOCKERS, conversation_id, client_id, conversation_id
+            )
+            if blockers[0]["sent"]:
                 raise _AlreadySent
-            if await Message.exists().where(
-                Message.conversation_id == conversation_id, Message.status == "streaming"
-            ):
+            if blockers[0]["busy"]:
                 raise AppError(409, "generation_in_progress")
             count: int = rows[0]["message_count"]
             user = _new_message(conversation_id, count - 2, "user", "complete", now)
