@@ -217,7 +217,7 @@ async def test_nul_is_refused_alike_on_both_backends(
     await wait_until(titled, within_s=20)
     title = (await alice.get(f"/api/conversations/{untitled['id']}")).json()["conversation"]
     assert "\u0000" not in title["title"]
-    evidence.record("nul_refused", inputs_tried=len(attempts) + 2, server_errors=0)
+    evidence.record("nul_refused", backends=1, inputs_tried=len(attempts) + 2, server_errors=0)
 
 
 async def test_hostile_text_comes_back_verbatim_everywhere(live: Live, evidence: Evidence) -> None:
@@ -307,7 +307,11 @@ async def test_hostile_text_comes_back_verbatim_everywhere(live: Live, evidence:
     assert patched.json()["conversation"]["title"] == text * 2
     checked += len(listed) + 1
     evidence.record(
-        "hostile_text_verbatim", inputs_tried=len(HOSTILE), values_checked=checked, altered=0
+        "hostile_text_verbatim",
+        backends=1,
+        inputs_tried=len(HOSTILE),
+        values_checked=checked,
+        altered=0,
     )
 
 
