@@ -32,6 +32,7 @@ class SessionCSRFMiddleware(CSRFMiddleware):
         request: Request[Any, Any, Any] = Request(scope)
         if scope["method"] in UNSAFE_METHODS:
             self._check_origin_and_type(request)
+            self._check_length(request)
             if SESSION_COOKIE not in request.cookies:
                 await self.app(scope, receive, send)
                 return
@@ -61,6 +62,15 @@ class SessionCSRFMiddleware(CSRFMiddleware):
             raise AppError(
                 400, "bad_request", details={"expected_content_type": "application/json"}
             )
+
+    @staticmethod
+    def _check_length(request: Request[Any, Any, Any]) -> None:
+        # Litestar enforces the body limit only where a handler reads the body; a route that
+        # takes none (delete, restore, cancel, logout) would act on an oversized request.
+        limit = request.app.state.settings.limits.max_body_bytes
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            raise AppError(413, "payload_too_large")
 
     def _replacing_cookie(self, send: Send) -> Send:
         async def wrapped(message: Message) -> None:

@@ -8,17 +8,19 @@ from uuid import UUID
 
 import msgspec
 
+from chatrt.text import NO_NUL
+
 Email = Annotated[
     str,
     msgspec.Meta(
         min_length=3,
         max_length=320,
-        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$",
         description="An email address; stored lower-cased.",
     ),
 ]
 Password = Annotated[str, msgspec.Meta(min_length=8, max_length=1024)]
-DisplayName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+DisplayName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=NO_NUL)]
 
 
 class RegisterIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -28,7 +30,7 @@ class RegisterIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class LoginIn(msgspec.Struct, forbid_unknown_fields=True):
-    email: Annotated[str, msgspec.Meta(min_length=1, max_length=320)]
+    email: Annotated[str, msgspec.Meta(min_length=1, max_length=320, pattern=NO_NUL)]
     password: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
 
 

@@ -8,10 +8,13 @@ from uuid import UUID
 
 import msgspec
 
-Title = Annotated[str, msgspec.Meta(max_length=200)]
-SystemPrompt = Annotated[str, msgspec.Meta(max_length=32_000)]
-ModelName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-ClientMessageId = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+from chatrt.text import NO_NUL
+
+Title = Annotated[str, msgspec.Meta(max_length=200, pattern=NO_NUL)]
+SystemPrompt = Annotated[str, msgspec.Meta(max_length=32_000, pattern=NO_NUL)]
+ModelName = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+ClientMessageId = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=NO_NUL)]
+Content = Annotated[str, msgspec.Meta(min_length=1, pattern=NO_NUL)]
 Role = Literal["user", "assistant", "system"]
 MessageStatus = Literal["complete", "streaming", "cancelled", "failed"]
 
@@ -59,7 +62,7 @@ class ConversationPage(msgspec.Struct, frozen=True):
 
 class MessageCreate(msgspec.Struct, forbid_unknown_fields=True):
     # The configured CHATRT_MAX_CONTENT_CHARS is checked by the service (413).
-    content: Annotated[str, msgspec.Meta(min_length=1)]
+    content: Content
     client_message_id: ClientMessageId | None = None
 
 

@@ -101,9 +101,12 @@ class OpenAICompatibleProvider(Provider):
                             "bad_provider_response", retryable=not produced
                         ) from None
                     for choice in chunk.choices:
-                        if choice.delta.content:
-                            produced.append(choice.delta.content)
-                            yield TextDelta(choice.delta.content)
+                        # U+0000 dropped here, where model text enters: PostgreSQL cannot
+                        # store it, and the answer (and its title) would never be saved.
+                        text = (choice.delta.content or "").replace("\x00", "")
+                        if text:
+                            produced.append(text)
+                            yield TextDelta(text)
                     if chunk.usage is not None:
                         usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
         except APITimeoutError:

@@ -11,9 +11,8 @@ from uuid import UUID
 
 import msgspec
 
-from chatrt.conversations.schemas import ClientMessageId, ConversationOut, MessageOut
+from chatrt.conversations.schemas import ClientMessageId, Content, ConversationOut, MessageOut
 
-Content = Annotated[str, msgspec.Meta(min_length=1)]
 Seq = Annotated[int, msgspec.Meta(ge=0)]
 
 

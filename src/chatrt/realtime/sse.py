@@ -30,7 +30,18 @@ from chatrt.settings import Settings
 AfterSeq = Annotated[int, Parameter(ge=0, le=2**31 - 1, description="Last seq already seen.")]
 
 
+# JSON leaves these raw, and SSE readers that split lines like ``str.splitlines`` (httpx's
+# ``aiter_lines`` among them) would cut a data line at them; escaped, the JSON is the same.
+_LINE_BREAKS = (
+    (b"\xc2\x85", b"\\u0085"),
+    (b"\xe2\x80\xa8", b"\\u2028"),
+    (b"\xe2\x80\xa9", b"\\u2029"),
+)
+
+
 def _event(name: str, frame: bytes) -> bytes:
+    for raw, escaped in _LINE_BREAKS:
+        frame = frame.replace(raw, escaped)
     return b"event: " + name.encode() + b"\ndata: " + frame + b"\n\n"
 
 
