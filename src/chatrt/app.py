@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import redis.asyncio as aredis
 from litestar import Litestar
 from litestar.config.allowed_hosts import AllowedHostsConfig
+from litestar.config.app import AppConfig
 from litestar.config.cors import CORSConfig
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
@@ -18,7 +19,6 @@ from litestar.middleware import DefineMiddleware
 from litestar.middleware.session.server_side import ServerSideSessionBackend
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.plugins.prometheus import PrometheusController
 from litestar.security.session_auth import SessionAuth
 from litestar.stores.base import Store
 from litestar.stores.memory import MemoryStore
@@ -134,7 +134,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ws,
             live,
             ready,
-            PrometheusController,
+            metrics.MetricsController,
             *web_routes(),
         ],
         lifespan=[lifespan],
@@ -149,7 +149,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "limits": Provide(_limits, sync_to_thread=False),
         },
         # Metrics go outermost (after session auth put itself first), so 401s count too.
-        on_app_init=[session_auth.on_app_init, metrics.measure_everything],
+        on_app_init=[session_auth.on_app_init, openapi_security, metrics.measure_everything],
         # After session auth (which put itself first), so the user is known.
         middleware=[DefineMiddleware(user_limit, state=state), csrf_middleware(csrf_config)],
         cors_config=CORSConfig(
@@ -190,6 +190,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
         settings.server.trusted_proxies,
     )
     return app
+
+
+def openapi_security(app_config: AppConfig) -> AppConfig:
+    """Session auth declares its cookie for the whole OpenAPI document, so also for the
+    routes it lets through (sign-in, health, metrics); each guarded operation declares it
+    instead (``SESSION_REQUIRED``)."""
+    if app_config.openapi_config is not None:
+        app_config.openapi_config.security = None
+    return app_config
 
 
 def _stores(redis_client: aredis.Redis | None) -> dict[str, Store]:

@@ -11,6 +11,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 
 from chatrt.auth import service
 from chatrt.auth.csrf import SESSION_COOKIE, issue_csrf_cookie
+from chatrt.auth.guards import SESSION_REQUIRED
 from chatrt.auth.passwords import Passwords
 from chatrt.auth.schemas import LoginIn, RegisterIn, UserEnvelope, UserOut
 from chatrt.auth.sessions import start_session
@@ -72,6 +73,7 @@ class AuthController(Controller):
         "/logout",
         status_code=HTTP_204_NO_CONTENT,
         summary="End the session everywhere",
+        security=SESSION_REQUIRED,
         responses=error_responses(401, 403),
     )
     async def logout(self, request: AuthRequest, bus: NamedDependency[EventBus]) -> None:
@@ -81,7 +83,12 @@ class AuthController(Controller):
             # Open sockets of this session close too, on every instance.
             await publish.session_revoked(bus, request.user.id, session_id)
 
-    @get("/me", summary="The signed-in user", responses=error_responses(401))
+    @get(
+        "/me",
+        summary="The signed-in user",
+        security=SESSION_REQUIRED,
+        responses=error_responses(401),
+    )
     async def me(self, request: AuthRequest) -> UserEnvelope:
         return UserEnvelope(user=request.user)
 

@@ -7,9 +7,14 @@ from typing import Any
 
 import msgspec
 from litestar.connection import ASGIConnection
+from litestar.openapi.spec import SecurityRequirement
 
 from chatrt.auth.schemas import UserOut
 from chatrt.auth.service import get_user
+
+# Declared by each operation that needs the session cookie (see ``app.openapi_security``), so
+# the public ones (sign-in, health, metrics) do not claim to need it in the OpenAPI document.
+SESSION_REQUIRED: list[SecurityRequirement] = [{"sessionCookie": []}]
 
 
 async def retrieve_user(

@@ -11,6 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
+from chatrt.auth.guards import SESSION_REQUIRED
 from chatrt.auth.schemas import UserOut
 from chatrt.bus.base import EventBus
 from chatrt.conversations import service, submit
@@ -32,6 +33,7 @@ AuthRequest = Request[UserOut, Any, Any]
 class ConversationController(Controller):
     path = "/api/conversations"
     tags = ["conversations"]
+    security = SESSION_REQUIRED
 
     @post(
         "/",
@@ -52,7 +54,7 @@ class ConversationController(Controller):
     @get(
         "/",
         summary="My conversations, most recently active first",
-        responses=error_responses(401, 422),
+        responses=error_responses(400, 401, 422),
     )
     async def list(
         self, request: AuthRequest, limit: FromQuery[Limit] = 25, cursor: FromQuery[Cursor] = None
@@ -62,7 +64,7 @@ class ConversationController(Controller):
     @get(
         "/{conversation_id:str}",
         summary="One conversation",
-        responses=error_responses(401, 404, 422),
+        responses=error_responses(400, 401, 404, 422),
     )
     async def read(
         self, request: AuthRequest, conversation_id: FromPath[UUID]
@@ -89,7 +91,7 @@ class ConversationController(Controller):
         "/{conversation_id:str}",
         status_code=HTTP_204_NO_CONTENT,
         summary="Soft-delete (restorable within the retention period)",
-        responses=error_responses(401, 403, 404, 422),
+        responses=error_responses(400, 401, 403, 404, 422),
     )
     async def remove(
         self,
@@ -104,7 +106,7 @@ class ConversationController(Controller):
         "/{conversation_id:str}/restore",
         status_code=200,
         summary="Undo a soft delete",
-        responses=error_responses(401, 403, 404, 422),
+        responses=error_responses(400, 401, 403, 404, 422),
     )
     async def restore(
         self,

@@ -10,6 +10,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_202_ACCEPTED
 
+from chatrt.auth.guards import SESSION_REQUIRED
 from chatrt.auth.schemas import UserOut
 from chatrt.bus.base import EventBus
 from chatrt.conversations import messages
@@ -28,8 +29,9 @@ AuthRequest = Request[UserOut, Any, Any]
 class MessageController(Controller):
     path = "/api/conversations/{conversation_id:str}/messages"
     tags = ["messages"]
+    security = SESSION_REQUIRED
 
-    @get("/", summary="History, newest first", responses=error_responses(401, 404, 422))
+    @get("/", summary="History, newest first", responses=error_responses(400, 401, 404, 422))
     async def history(
         self,
         request: AuthRequest,
@@ -71,7 +73,7 @@ class MessageController(Controller):
         "/{message_id:str}/cancel",
         status_code=HTTP_202_ACCEPTED,
         summary="Stop an answer; it ends cancelled with the text so far",
-        responses=error_responses(401, 403, 404, 422),
+        responses=error_responses(400, 401, 403, 404, 422),
     )
     async def cancel(
         self,

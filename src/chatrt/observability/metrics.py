@@ -13,8 +13,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from litestar import MediaType, Response, get
 from litestar.config.app import AppConfig
-from litestar.plugins.prometheus import PrometheusConfig
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from prometheus_client import Counter, Gauge, Histogram, multiprocess
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -94,6 +95,16 @@ def _http_metrics() -> PrometheusConfig:
         exclude_unhandled_paths=True,
         exclude=["^/metrics$"],
     )
+
+
+class MetricsController(PrometheusController):
+    """``GET /metrics``: Litestar's exposition, documented as the text format it answers
+    (the inherited handler declares no media type, so OpenAPI called it JSON)."""
+
+    @get(media_type=MediaType.TEXT, tags=["operations"], summary="Prometheus metrics (text)")
+    async def get(self) -> Response[bytes]:
+        response: Response[bytes] = await PrometheusController.get.fn(self)
+        return response
 
 
 def process_exited() -> None:

@@ -16,6 +16,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, Parameter
 from litestar.response import Stream
 
+from chatrt.auth.guards import SESSION_REQUIRED
 from chatrt.auth.schemas import UserOut
 from chatrt.bus.base import Event, EventBus
 from chatrt.conversations import messages
@@ -48,9 +49,10 @@ def _event(name: str, frame: bytes) -> bytes:
 @get(
     "/api/conversations/{conversation_id:str}/messages/{message_id:str}/stream",
     tags=["messages"],
+    security=SESSION_REQUIRED,
     summary="Stream one answer as Server-Sent Events (message.delta, then message.done)",
     media_type="text/event-stream",
-    responses=error_responses(401, 404, 422),
+    responses=error_responses(400, 401, 404, 422),
 )
 async def stream_message(
     request: Request[UserOut, Any, Any],

@@ -8,6 +8,7 @@ from litestar import Request, get
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
+from chatrt.auth.guards import SESSION_REQUIRED
 from chatrt.auth.schemas import UserOut
 from chatrt.errors import error_responses
 from chatrt.settings import Settings
@@ -36,9 +37,10 @@ To = Annotated[
 @get(
     "/api/usage",
     tags=["usage"],
+    security=SESSION_REQUIRED,
     summary="My token usage and cost by day and model, and what remains of today's budget",
     description=f"At most {report.MAX_DAYS} days per request. Days are UTC days.",
-    responses=error_responses(401, 422),
+    responses=error_responses(400, 401, 422),
 )
 async def get_usage(
     request: Request[UserOut, Any, Any],
