@@ -273,7 +273,7 @@ class Connection:
     async def _handle(self, raw: str) -> None:
         try:
             frame = CLIENT_FRAMES.decode(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
             await self._error("bad_frame", _frame_type(raw), details=str(exc))
             return
         ref = _tag(frame)
@@ -394,7 +394,8 @@ def _frame_type(raw: str) -> str | None:
     """The ``type`` of a frame that failed validation, when it is a known one."""
     try:
         value = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
+        # Absurdly nested JSON is the client's fault: a bad_frame, not a failed socket (1011).
         return None
     kind = value.get("type") if isinstance(value, dict) else None
     return kind if isinstance(kind, str) and kind in KNOWN_TYPES else None
