@@ -381,6 +381,10 @@ class Connection:
 
 
 def _is_disconnect(exc: BaseException) -> bool:
+    if isinstance(exc, RuntimeError) and "after sending 'websocket.close'" in str(exc):
+        # uvicorn closed the socket itself (an oversized frame: 1009) and refuses the sender's
+        # next frame with this, not with the OSError the ASGI spec asks for.
+        return True
     return type(exc).__name__ in {"WebSocketDisconnect", "ClientDisconnected"} or isinstance(
         exc, OSError
     )
