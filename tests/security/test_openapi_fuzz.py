@@ -27,9 +27,10 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase
-from schemathesis import Case, GenerationMode
+from schemathesis import Case, GenerationMode, Response
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
+from schemathesis.core.result import Ok
 from schemathesis.schemas import APIOperation
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -39,11 +40,10 @@ from schemathesis.specs.openapi.checks import (
 )
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
-from tests.security.conftest import StartInstance
+from tests.security.conftest import StartInstance, cookie, finished_exchange, signed_in
 from tests.support.client import PASSWORD, new_email
 from tests.support.evidence import Evidence
 from tests.support.instances import Instance
-from tests.support.wait import poll_until
 
 pytestmark = [pytest.mark.security, pytest.mark.multi]
 
@@ -61,7 +61,7 @@ CHECKS = [
     response_schema_conformance,
     negative_data_rejection,
 ]
-SESSION_SECURITY = [{"sessionCookie": []}]
+SESSION_SECURITY: list[dict[str, list[str]]] = [{"sessionCookie": []}]
 NUL = "a\x00b"
 
 
@@ -107,45 +107,7 @@ def schema(instance: Instance) -> OpenApiSchema:
     return loaded
 
 
-def signed_in(instance: Instance) -> requests.Session:
-    """A new user's browser session: session cookie plus the CSRF header on every request."""
-    http = requests.Session()
-    registered = http.post(
-        f"{instance.url}/api/auth/register",
-        json={"email": new_email(), "password": PASSWORD},
-        timeout=30,
-    )
-    assert registered.status_code == 201, registered.text
-    # A safe request hands out the csrftoken cookie that unsafe ones must echo.
-    assert http.get(f"{instance.url}/api/auth/me", timeout=30).status_code == 200
-    http.headers["x-csrftoken"] = http.cookies["csrftoken"]
-    return http
-
-
-def real_ids(instance: Instance, http: requests.Session) -> dict[str, str]:
-    """A conversation of this user with one finished exchange: ids the fuzzer can reuse."""
-    created = http.post(f"{instance.url}/api/conversations", json={}, timeout=30)
-    assert created.status_code == 201, created.text
-    conversation_id = created.json()["conversation"]["id"]
-    sent = http.post(
-        f"{instance.url}/api/conversations/{conversation_id}/messages",
-        json={"content": "hello"},
-        timeout=30,
-    )
-    assert sent.status_code == 202, sent.text
-    message_id = sent.json()["assistant_message"]["id"]
-
-    def finished() -> bool:
-        history = http.get(
-            f"{instance.url}/api/conversations/{conversation_id}/messages", timeout=30
-        )
-        return all(item["status"] != "streaming" for item in history.json()["items"])
-
-    poll_until(finished, within_s=30)
-    return {"conversation_id": conversation_id, "message_id": message_id}
-
-
-def error_shape_problem(response: requests.Response) -> str | None:
+def error_shape_problem(response: requests.Response | Response) -> str | None:
     """Why a 4xx body is not ``{"error": {"code", "message", "details"}}``, if it is not."""
     try:
         body: Any = response.json()
@@ -164,7 +126,7 @@ def error_shape_problem(response: requests.Response) -> str | None:
 
 
 def fuzz(
-    operation: APIOperation,
+    operation: APIOperation[Any, Any, Any, Any],
     mode: GenerationMode,
     base_url: str,
     http: requests.Session,
@@ -178,7 +140,7 @@ def fuzz(
     strategy = operation.as_strategy(
         generation_mode=mode,
         path_parameters=path_parameters,
-        cookies={"session": http.cookies["session"]},
+        cookies={"session": cookie(http, "session")},
     )
     label = f"{operation.label} [{mode.value}{', real ids' if path_parameters else ''}]"
     examples = HASHING_EXAMPLES if operation.label in HASHING else EXAMPLES
@@ -193,7 +155,7 @@ def fuzz(
         suppress_health_check=list(HealthCheck),
     )
     @hypothesis.given(case=strategy)
-    def run(case: Case) -> None:
+    def run(case: Case[Any]) -> None:
         response = case.call(base_url=base_url, session=http, timeout=30)
         tally.requests += 1
         tally.operations.add(operation.label)
@@ -226,10 +188,11 @@ def test_every_operation_answers_within_its_schema_and_the_error_contract(
     instance: Instance, schema: OpenApiSchema, evidence: Evidence
 ) -> None:
     http = signed_in(instance)
-    ids = real_ids(instance, http)
-    restore = f"{instance.url}/api/conversations/{ids['conversation_id']}/restore"
+    exchange = finished_exchange(instance, http)
+    ids = {"conversation_id": exchange.conversation_id, "message_id": exchange.message_id}
+    restore = f"{instance.url}/api/conversations/{exchange.conversation_id}/restore"
     tally = Tally()
-    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = [result.ok() for result in schema.get_all_operations() if isinstance(result, Ok)]
     for operation in operations:
         if operation.label in SESSION_CHANGING:
             continue

@@ -29,8 +29,15 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from tests.security.conftest import StartInstance
-from tests.support.client import PASSWORD, new_email
+from chatrt.realtime.connection import _is_disconnect
+from tests.security.conftest import (
+    Exchange,
+    StartInstance,
+    cookie,
+    finished_exchange,
+    idle,
+    signed_in,
+)
 from tests.support.evidence import Evidence
 from tests.support.instances import Instance
 from tests.support.wait import poll_until
@@ -38,7 +45,7 @@ from tests.support.ws import ORIGIN
 
 pytestmark = [pytest.mark.security, pytest.mark.multi]
 
-FRAMES = 400
+FRAMES = 500
 MAX_FRAME_BYTES = 4096
 PING = json.dumps({"type": "ping"})
 SERVER_TYPES = frozenset(
@@ -59,17 +66,12 @@ ALLOWED_CLOSES = frozenset({1009, 4429})
 
 
 @dataclass
-class Ids:
-    conversation_id: str
-    message_id: str
-
-
-@dataclass
 class Tally:
     frames: int = 0
     error_frames: int = 0
     other_frames: int = 0
     close_codes: Counter[int | None] = field(default_factory=Counter)
+    resets_after_oversized: int = 0
     server_errors: int = 0
     problems: list[str] = field(default_factory=list)
 
@@ -114,41 +116,6 @@ def instance(start_instance: StartInstance) -> Iterator[Instance]:
         yield running
 
 
-def signed_in(instance: Instance) -> requests.Session:
-    http = requests.Session()
-    registered = http.post(
-        f"{instance.url}/api/auth/register",
-        json={"email": new_email(), "password": PASSWORD},
-        timeout=30,
-    )
-    assert registered.status_code == 201, registered.text
-    assert http.get(f"{instance.url}/api/auth/me", timeout=30).status_code == 200
-    http.headers["x-csrftoken"] = http.cookies["csrftoken"]
-    return http
-
-
-def finished_exchange(instance: Instance, http: requests.Session) -> Ids:
-    created = http.post(f"{instance.url}/api/conversations", json={}, timeout=30)
-    assert created.status_code == 201, created.text
-    conversation_id = created.json()["conversation"]["id"]
-    sent = http.post(
-        f"{instance.url}/api/conversations/{conversation_id}/messages",
-        json={"content": "hello"},
-        timeout=30,
-    )
-    assert sent.status_code == 202, sent.text
-    message_id = sent.json()["assistant_message"]["id"]
-
-    def finished() -> bool:
-        history = http.get(
-            f"{instance.url}/api/conversations/{conversation_id}/messages", timeout=30
-        )
-        return all(item["status"] != "streaming" for item in history.json()["items"])
-
-    poll_until(finished, within_s=30)
-    return Ids(conversation_id, message_id)
-
-
 def error_frame_problem(frame: dict[str, Any]) -> str | None:
     """Why an ``error`` frame breaks the contract's shape, if it does."""
     expected: dict[str, tuple[type, ...]] = {
@@ -183,7 +150,7 @@ JSON_VALUES = st.recursive(
 )
 
 
-def frame_strategy(ids: Ids) -> st.SearchStrategy[str | bytes]:
+def frame_strategy(ids: Exchange) -> st.SearchStrategy[str | bytes]:
     uuids = st.sampled_from([ids.conversation_id, ids.message_id]) | st.uuids().map(str)
 
     def fieldvalue(good: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
@@ -264,6 +231,10 @@ def _nest(size: int, pair: str) -> str:
 # -- the fuzzer ---------------------------------------------------------------------------
 
 
+def _oversized(raw: str | bytes) -> bool:
+    return len(raw.encode() if isinstance(raw, str) else raw) > MAX_FRAME_BYTES
+
+
 def exchange(socket: Socket, raw: str | bytes, tally: Tally) -> None:
     """Send one frame and a ping; check every frame up to the pong, or the close."""
     tally.frames += 1
@@ -281,7 +252,8 @@ def exchange(socket: Socket, raw: str | bytes, tally: Tally) -> None:
                 tally.error_frames += 1
                 problem = error_frame_problem(frame)
                 if problem is not None:
-                    tally.server_errors += frame.get("code") == "internal_error"
+                    if frame.get("code") == "internal_error":
+                        tally.server_errors += 1
                     tally.problems.append(f"{raw!r:.120} -> {problem}: {reply!r:.200}")
             else:
                 tally.other_frames += 1
@@ -290,7 +262,11 @@ def exchange(socket: Socket, raw: str | bytes, tally: Tally) -> None:
     except ConnectionClosed as closed:
         code = closed.rcvd.code if closed.rcvd is not None else None
         tally.close_codes[code] += 1
-        if code not in ALLOWED_CLOSES:
+        # uvicorn drops the connection at once on an oversized frame; the client's frames
+        # still in flight make the kernel reset it, which can discard the 1009 on the way.
+        if code is None and _oversized(raw):
+            tally.resets_after_oversized += 1
+        elif code not in ALLOWED_CLOSES:
             tally.server_errors += 1
             tally.problems.append(f"{raw!r:.120} -> closed with {code}")
         socket.drop()
@@ -304,7 +280,7 @@ def test_no_frame_gets_more_than_an_error_frame_or_a_contract_close_code(
 ) -> None:
     http = signed_in(instance)
     ids = finished_exchange(instance, http)
-    socket = Socket(instance.url, http.cookies["session"])
+    socket = Socket(instance.url, cookie(http, "session"))
     tally = Tally()
 
     @hypothesis.settings(
@@ -323,13 +299,19 @@ def test_no_frame_gets_more_than_an_error_frame_or_a_contract_close_code(
         run()
     finally:
         socket.drop()
+    # The server's own word: nothing it logged as an error (a crashed task, a 500, a 1011).
+    logged = server_errors_logged(instance)
+    tally.server_errors += len(logged)
+    tally.problems.extend(f"logged: {line:.300}" for line in logged)
     evidence.record(
         "ws_fuzz",
         frames=tally.frames,
         error_frames=tally.error_frames,
         other_frames=tally.other_frames,
         sockets=socket.opened,
-        **{f"closes_{code}": count for code, count in sorted(tally.close_codes.items())},
+        # No close frame at all (None): the connection was reset.
+        **{f"closes_{code or 'reset'}": n for code, n in tally.close_codes.items()},
+        resets_after_oversized=tally.resets_after_oversized,
         server_errors=tally.server_errors,
     )
     assert tally.problems == [], "\n".join(tally.problems[:30])
@@ -340,15 +322,15 @@ def test_no_frame_gets_more_than_an_error_frame_or_a_contract_close_code(
     assert_still_healthy(instance, http, ids)
 
 
-def assert_still_healthy(instance: Instance, http: requests.Session, ids: Ids) -> None:
+def assert_still_healthy(instance: Instance, http: requests.Session, ids: Exchange) -> None:
     """``/health/ready`` is 200 and a send on a fresh socket is answered to the end."""
     assert requests.get(f"{instance.url}/health/ready", timeout=30).status_code == 200
-    socket = Socket(instance.url, http.cookies["session"])
+    socket = Socket(instance.url, cookie(http, "session"))
     connection = socket.current()
     try:
         connection.send(json.dumps({"type": "subscribe", "conversation_id": ids.conversation_id}))
         # Any answer the fuzzer started in the conversation must end before a new send.
-        poll_until(lambda: _idle(instance, http, ids), within_s=30)
+        poll_until(lambda: idle(instance, http, ids.conversation_id), within_s=30)
         key = str(uuid.uuid4())
         connection.send(
             json.dumps(
@@ -379,13 +361,6 @@ def assert_still_healthy(instance: Instance, http: requests.Session, ids: Ids) -
         socket.drop()
 
 
-def _idle(instance: Instance, http: requests.Session, ids: Ids) -> bool:
-    url = f"{instance.url}/api/conversations/{ids.conversation_id}"
-    http.post(f"{url}/restore", timeout=30)  # the fuzzer cannot delete it, but be sure
-    history = http.get(f"{url}/messages", timeout=30).json()
-    return all(item["status"] != "streaming" for item in history["items"])
-
-
 # -- regression tests for what the fuzzer found -------------------------------------------
 
 
@@ -404,7 +379,7 @@ def test_deeply_nested_json_is_a_bad_frame_and_the_socket_stays_open(
 ) -> None:
     """msgspec gives up on such nesting with a RecursionError, which closed the socket 1011."""
     http = signed_in(instance)
-    socket = Socket(instance.url, http.cookies["session"])
+    socket = Socket(instance.url, cookie(http, "session"))
     try:
         connection = socket.current()
         for raw in (
@@ -424,7 +399,7 @@ def test_a_nul_character_in_a_send_is_a_bad_frame_not_an_internal_error(
 ) -> None:
     http = signed_in(instance)
     ids = finished_exchange(instance, http)
-    socket = Socket(instance.url, http.cookies["session"])
+    socket = Socket(instance.url, cookie(http, "session"))
     try:
         frame = {"type": "send", "conversation_id": ids.conversation_id, "content": "a\x00b"}
         reply = _reply_then_pong(socket.current(), json.dumps(frame))
@@ -437,3 +412,24 @@ def test_a_nul_character_in_a_send_is_a_bad_frame_not_an_internal_error(
         f"{instance.url}/api/conversations/{ids.conversation_id}/messages", timeout=30
     ).json()
     assert len(history["items"]) == 2  # only the first exchange: nothing was stored
+
+
+def server_errors_logged(instance: Instance) -> list[str]:
+    """ERROR lines of the instance's JSON log: each one is a failure an operator is paged for."""
+    return [
+        line
+        for line in instance.log_path.read_text().splitlines()
+        if '"level": "error"' in line or '"level": "critical"' in line
+    ]
+
+
+def test_a_send_refused_after_uvicorn_closed_the_socket_counts_as_a_disconnect() -> None:
+    """uvicorn closes a socket itself on an oversized frame (1009), and refuses a send after
+    that with a RuntimeError instead of the OSError the ASGI spec asks for. The fuzzer caught
+    the sender, busy with deltas at that moment, logging it as a failed socket (an ERROR, and
+    a 1011 meant for the client); too racy to provoke on demand, so checked here directly."""
+    refused = RuntimeError(
+        "Unexpected ASGI message 'websocket.send', after sending 'websocket.close'."
+    )
+    assert _is_disconnect(refused)
+    assert not _is_disconnect(RuntimeError("something else"))
