@@ -110,3 +110,12 @@ def idle(instance: Instance, http: requests.Session, conversation_id: str) -> bo
     url = f"{instance.url}/api/conversations/{conversation_id}/messages"
     history = http.get(url, timeout=30).json()
     return all(item["status"] != "streaming" for item in history["items"])
+
+
+def server_errors_logged(instance: Instance) -> list[str]:
+    """ERROR lines of the instance's JSON log: each one is a failure an operator is paged for."""
+    return [
+        line
+        for line in instance.log_path.read_text().splitlines()
+        if '"level": "error"' in line or '"level": "critical"' in line
+    ]

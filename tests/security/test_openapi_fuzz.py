@@ -40,7 +40,13 @@ from schemathesis.specs.openapi.checks import (
 )
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
-from tests.security.conftest import StartInstance, cookie, finished_exchange, signed_in
+from tests.security.conftest import (
+    StartInstance,
+    cookie,
+    finished_exchange,
+    server_errors_logged,
+    signed_in,
+)
 from tests.support.client import PASSWORD, new_email
 from tests.support.evidence import Evidence
 from tests.support.instances import Instance
@@ -205,6 +211,10 @@ def test_every_operation_answers_within_its_schema_and_the_error_contract(
             fuzz(operation, GenerationMode.POSITIVE, instance.url, http, tally, fixed)
             # Whatever the fuzzer did to the conversation, the next operation finds it.
             http.post(restore, timeout=30)
+    # The server's own word too: nothing it logged as an error (an unhandled exception).
+    logged = server_errors_logged(instance)
+    tally.server_errors += len(logged)
+    tally.problems.extend(f"logged: {line:.300}" for line in logged)
     tally.record(evidence)
     assert tally.problems == [], "\n\n".join(tally.problems[:20])
     expected = {operation.label for operation in operations} - SESSION_CHANGING

@@ -36,6 +36,7 @@ from tests.security.conftest import (
     cookie,
     finished_exchange,
     idle,
+    server_errors_logged,
     signed_in,
 )
 from tests.support.evidence import Evidence
@@ -412,15 +413,6 @@ def test_a_nul_character_in_a_send_is_a_bad_frame_not_an_internal_error(
         f"{instance.url}/api/conversations/{ids.conversation_id}/messages", timeout=30
     ).json()
     assert len(history["items"]) == 2  # only the first exchange: nothing was stored
-
-
-def server_errors_logged(instance: Instance) -> list[str]:
-    """ERROR lines of the instance's JSON log: each one is a failure an operator is paged for."""
-    return [
-        line
-        for line in instance.log_path.read_text().splitlines()
-        if '"level": "error"' in line or '"level": "critical"' in line
-    ]
 
 
 def test_a_send_refused_after_uvicorn_closed_the_socket_counts_as_a_disconnect() -> None:
