@@ -4,10 +4,10 @@ One real ``chatrt serve`` on PostgreSQL and Redis, a signed-in user with a real
 conversation and answer. Each generated frame (random text, truncated JSON, frames past the
 configured size limit, binary frames, known frame types with wrongly typed fields, unknown
 types, deeply nested JSON, well-formed frames with real and random ids) goes out on one
-socket, followed by a ``ping``; everything up to the ``pong`` is checked. Only frame types
-of the contract come back, every ``error`` frame has the contract's shape and none is an
-``internal_error``, and the server closes a socket only with a contract code for the cause
-(1009 oversized, 4429 flood), never 1011; a connection reset with no close frame is only
+socket, followed by a fence frame; everything up to the fence's answer is checked. Only
+frame types of the contract come back, every ``error`` frame has the contract's shape and
+none is an ``internal_error``, and the server closes a socket only with a contract code for
+the cause (1009 oversized, 4429 flood), never 1011; a connection reset with no close frame is only
 accepted right after an oversized frame (uvicorn drops the connection on it while the
 client still sends; counted apart), and the instance logs no error. Afterwards it is
 healthy: ``/health/ready`` is 200 and a send on a fresh socket is answered in full.
@@ -243,12 +243,17 @@ def _oversized(raw: str | bytes) -> bool:
 
 
 def exchange(socket: Socket, raw: str | bytes, tally: Tally) -> None:
-    """Send one frame and a ping; check every frame up to the pong, or the close."""
+    """Send one frame and a fence; check every frame up to the fence's answer, or the close.
+
+    The fence is an ``unsubscribe`` from a conversation no one has: its ``unsubscribed``
+    names an id no fuzzed frame can, so a ``ping`` among them cannot end an exchange early.
+    """
     tally.frames += 1
+    fence = str(uuid.uuid4())
     try:
         connection = socket.current()
         connection.send(raw)
-        connection.send(PING)
+        connection.send(json.dumps({"type": "unsubscribe", "conversation_id": fence}))
         while True:
             reply = connection.recv(timeout=15)
             frame = json.loads(reply)
@@ -264,7 +269,7 @@ def exchange(socket: Socket, raw: str | bytes, tally: Tally) -> None:
                     tally.problems.append(f"{raw!r:.120} -> {problem}: {reply!r:.200}")
             else:
                 tally.other_frames += 1
-            if kind == "pong":
+            if kind == "unsubscribed" and frame.get("conversation_id") == fence:
                 return
     except ConnectionClosed as closed:
         code = closed.rcvd.code if closed.rcvd is not None else None
@@ -278,7 +283,7 @@ def exchange(socket: Socket, raw: str | bytes, tally: Tally) -> None:
             tally.problems.append(f"{raw!r:.120} -> closed with {code}")
         socket.drop()
     except TimeoutError:
-        tally.problems.append(f"{raw!r:.120} -> no pong within 15 s")
+        tally.problems.append(f"{raw!r:.120} -> no answer to the fence within 15 s")
         socket.drop()
 
 
