@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 
 import anyio
 import httpx
+from websockets.exceptions import ConnectionClosed
 
 from tests.support.client import Client
 from tests.support.instances import Instance
 from tests.support.servers import PostgresServer
+from tests.support.wait import wait_until
 from tests.support.ws import Frame, WsClient, deltas_of
+
+
+@contextmanager
+def running(*instances: Instance) -> Iterator[None]:
+    """Start the instances side by side (a start is mostly waiting), stop them all on exit."""
+    try:
+        with ThreadPoolExecutor(len(instances)) as pool:
+            list(pool.map(Instance.start, instances))
+        yield
+    finally:
+        with ThreadPoolExecutor(len(instances)) as pool:
+            list(pool.map(Instance.stop, instances))
 
 
 class Connections:
@@ -43,10 +60,60 @@ class Connections:
     ) -> None:
         for socket in self.opened:
             # A socket whose instance was killed is already gone; closing it may hang.
-            with anyio.move_on_after(2):
+            with anyio.move_on_after(2) as scope:
                 await socket.close()
+            if scope.cancelled_caught:
+                drop(socket)  # no closing handshake with a killed or stalled server
         for http in self.https:
             await http.aclose()
+
+
+async def pump(ws: WsClient) -> None:
+    """Read frames into ``ws.frames`` until the connection ends, as a browser tab does.
+
+    Run beside the test for every socket it watches: a socket nobody reads fills up, and
+    the server rightly closes it as too slow.
+    """
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            await ws.recv(within_s=3600)
+
+
+def drop(ws: WsClient) -> None:
+    """Cut the client's connection without a closing handshake, as a lost network does."""
+    ws.connection.transport.abort()
+
+
+async def frames_show(check: Callable[[], bool], within_s: float) -> None:
+    """Wait until ``check`` (on frames pumped in the background) holds."""
+
+    async def holds() -> bool:
+        return check()
+
+    await wait_until(holds, within_s=within_s)
+
+
+def seq_reached(ws: WsClient, message_ids: Iterable[str], seq: int) -> Callable[[], bool]:
+    """True once ``ws`` has a delta with at least ``seq`` for every one of ``message_ids``."""
+    wanted = set(message_ids)
+
+    def check() -> bool:
+        reached = {
+            f["message_id"] for f in ws.frames if f["type"] == "message.delta" and f["seq"] >= seq
+        }
+        return wanted <= reached
+
+    return check
+
+
+def all_done(ws: WsClient, message_ids: Iterable[str]) -> Callable[[], bool]:
+    wanted = set(message_ids)
+    return lambda: wanted <= done_ids(ws.frames)
+
+
+def last_seqs(ws: WsClient, message_ids: Iterable[str]) -> dict[str, int]:
+    """The highest seq ``ws`` received of each answer (0 for none)."""
+    return {m: max((d["seq"] for d in deltas_of(ws.frames, m)), default=0) for m in message_ids}
 
 
 async def subscribe_all(ws: WsClient, conversation_ids: list[str]) -> None:

@@ -14,15 +14,22 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
+from websockets.protocol import State
 
 from tests.conftest import Backend
 from tests.fault.servers_support import (
     Connections,
     Tally,
+    all_done,
     check_frames,
+    frames_show,
     is_token_prefix,
-    recv_until_done,
+    last_seqs,
+    pump,
+    running,
+    seq_reached,
     sql,
     subscribe_all,
 )
@@ -49,7 +56,7 @@ def cluster(
     env = postgres_backend.defaults | postgres_backend.env | REALTIME_ENV
     env |= {"CHATRT_PROVIDERS": providers_env(fake, "primary")}
     a, b = Instance(env, tmp_path, "a"), Instance(env, tmp_path, "b")
-    with a, b:
+    with running(a, b):
         yield a, b
 
 
@@ -61,7 +68,7 @@ async def test_kill_9_ends_the_answers_failed_with_their_text_and_tells_the_othe
 ) -> None:
     a, b = cluster
     fake.script("primary", Script(tokens=TOKENS, delay_s=0.02))
-    async with Connections() as sockets:
+    async with Connections() as sockets, anyio.create_task_group() as pumps:
         alice = sockets.client(a)
         await alice.register()
         alice_b = sockets.client(b)
@@ -71,36 +78,35 @@ async def test_kill_9_ends_the_answers_failed_with_their_text_and_tells_the_othe
         doomed = await sockets.open(a.url, alice.session)  # dies with A, resumes on B
         await subscribe_all(watcher, conversations)
         await subscribe_all(doomed, conversations[:3])
+        for ws in (watcher, doomed):
+            pumps.start_soon(pump, ws)
         on_a: list[str] = []
         for conversation_id in conversations[:3]:
             sent = await alice.send(conversation_id, "then die")
             on_a.append(sent.json()["assistant_message"]["id"])
         sent = await alice_b.send(conversations[3], "survive")
         on_b = sent.json()["assistant_message"]["id"]
-        for message_id in on_a:
-            await watcher.recv_until(
-                lambda f, m=message_id: (
-                    f["type"] == "message.delta" and f["message_id"] == m and f["seq"] >= 5
-                )
-            )
+        await frames_show(seq_reached(doomed, on_a, 5), within_s=15)
         a.kill()
         killed_at = time.monotonic()
         # The socket on A is gone: its client reconnects to B at once and resumes where it
         # was, while the answers are still ``streaming`` (after the end a resume gets only
         # ``message.done``).
+        await frames_show(lambda: doomed.connection.state is State.CLOSED, within_s=10)
         resumed = await sockets.open(b.url, alice.session)
-        for message_id in on_a:
-            last = max((d["seq"] for d in deltas_of(doomed.frames, message_id)), default=0)
-            await resumed.send({"type": "resume", "message_id": message_id, "after_seq": last})
-        await recv_until_done(watcher, on_a, within_s=SWEPT_WITHIN_S)
+        pumps.start_soon(pump, resumed)
+        for message_id, seq in last_seqs(doomed, on_a).items():
+            await resumed.send({"type": "resume", "message_id": message_id, "after_seq": seq})
+        await frames_show(all_done(watcher, on_a), within_s=SWEPT_WITHIN_S)
         swept_after_s = time.monotonic() - killed_at
-        await recv_until_done(resumed, on_a, within_s=15)
-        await recv_until_done(watcher, [on_b], within_s=30)
+        await frames_show(all_done(resumed, on_a), within_s=15)
+        await frames_show(all_done(watcher, [on_b]), within_s=30)
         history = {
             m["id"]: m
             for conversation_id in conversations
             for m in await alice_b.history(conversation_id)
         }
+        pumps.cancel_scope.cancel()
 
     done = {f["message"]["id"]: f["message"] for f in watcher.frames if f["type"] == "message.done"}
     tally = Tally()

@@ -24,6 +24,7 @@ from tests.fault.servers_support import (
     Tally,
     check_frames,
     recv_until_done,
+    running,
     subscribe_all,
 )
 from tests.realtime.conftest import REALTIME_ENV, providers_env
@@ -46,7 +47,7 @@ def cluster(
     env = postgres_backend.defaults | postgres_backend.env | REALTIME_ENV
     env |= {"CHATRT_PROVIDERS": providers_env(fake, "primary"), "CHATRT_WS_FRAME_BURST": "200"}
     a, b = Instance(env, tmp_path, "a"), Instance(env, tmp_path, "b")
-    with a, b:
+    with running(a, b):
         yield a, b
 
 
