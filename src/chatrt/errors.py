@@ -23,8 +23,12 @@ from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
 )
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from chatrt.db.errors import is_unavailable
 from chatrt.observability import metrics
 from chatrt.settings import Locale
 
@@ -236,6 +240,14 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     elif isinstance(exc, (UnicodeDecodeError, RecursionError)):
         # Undecodable or absurdly nested bodies: the client's fault, not ours.
         status, code = HTTP_400_BAD_REQUEST, "bad_request"
+    elif is_unavailable(exc) or isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
+        # PostgreSQL or Redis is down or restarting: the client may retry; not a bug report.
+        logger.warning(
+            "dependency unavailable",
+            extra={"path": request.url.path, "method": request.method, "error": repr(exc)},
+        )
+        status, code = HTTP_503_SERVICE_UNAVAILABLE, "service_unavailable"
+        headers = {"Retry-After": "1"}
     else:
         logger.exception(
             "unhandled error", extra={"path": request.url.path, "method": request.method}

@@ -116,12 +116,22 @@ def last_seqs(ws: WsClient, message_ids: Iterable[str]) -> dict[str, int]:
     return {m: max((d["seq"] for d in deltas_of(ws.frames, m)), default=0) for m in message_ids}
 
 
-async def subscribe_all(ws: WsClient, conversation_ids: list[str]) -> None:
-    """Subscribe to each conversation and wait for the last confirmation."""
+async def subscribe_all(ws: WsClient, conversation_ids: list[str], pumped: bool = False) -> None:
+    """Subscribe to each conversation and wait for the last confirmation.
+
+    ``pumped``: the socket is already read by :func:`pump`, so wait on its frames.
+    """
     for conversation_id in conversation_ids:
         await ws.send({"type": "subscribe", "conversation_id": conversation_id})
     last = conversation_ids[-1]
-    await ws.recv_until(lambda f: f["type"] == "subscribed" and f["conversation_id"] == last)
+
+    def confirmed(frame: Frame) -> bool:
+        return frame["type"] == "subscribed" and frame["conversation_id"] == last
+
+    if pumped:
+        await frames_show(lambda: any(confirmed(f) for f in ws.frames), within_s=15)
+    else:
+        await ws.recv_until(confirmed)
 
 
 def done_ids(frames: Iterable[Frame]) -> set[str]:
