@@ -3,7 +3,9 @@
 Two instances share PostgreSQL and a Redis of this test's own. Fifty answers stream, half
 generated on each instance, watched by a socket on each. Four more clients, each following
 a quarter of the conversations, drop off just before Redis dies and come back after the
-restart on the other instance with ``resume``.
+restart on the other instance with ``resume``. Redis stays down longer than a generation
+lease, so every lease lapses; meanwhile a request gets a 503 ``service_unavailable``.
+
 Checked: every answer ends ``complete`` or ``failed`` with the text the provider produced
 up to its end; both watchers recover without any process restart (every seq once, then
 ``message.done``, and new answers arrive live); the resuming clients miss nothing and get
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,8 +128,20 @@ async def test_redis_kill_9_mid_stream_loses_no_delta_and_everyone_recovers(
         for ws in leaving:
             drop(ws)
         left_at = [last_seqs(ws, mine) for ws, mine in zip(leaving, resuming, strict=True)]
+        sweeps_failed = [i.log_path.read_text().count("sweep failed") for i in (a, b)]
         await anyio.to_thread.run_sync(cluster.redis.kill)
+        killed_at = time.monotonic()
         mid_stream = len(set(message_ids) - done_ids(watchers[1].frames))
+        # Meanwhile a request gets a 503 in the contract's shape, not a 500.
+        for client in (alice, alice_b):
+            refused = await client.get("/api/conversations")
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["error"]["code"] == "service_unavailable"
+        # Down for longer than a generation lease (four failed sweeps on each instance), so
+        # every lease lapses and the sweepers must not mistake a live answer for a dead one.
+        for instance, before in zip((a, b), sweeps_failed, strict=True):
+            await frames_show(lambda i=instance, n=before: sweeps(i) >= n + 4, within_s=30)
+        outage_s = time.monotonic() - killed_at
         await anyio.to_thread.run_sync(cluster.redis.restart)
 
         # Each comes back on the other instance and resumes its answers.
@@ -215,6 +230,8 @@ async def test_redis_kill_9_mid_stream_loses_no_delta_and_everyone_recovers(
         missing=tally.missing,
         doubled=tally.doubled,
         history_lost=len(lost),
+        outage_seconds=round(outage_s, 1),
+        lease_seconds=float(REALTIME_ENV["CHATRT_LEASE_TTL_S"]),
         left_streaming=0,
     )
 
@@ -243,3 +260,7 @@ async def resumes_served(client: Client) -> dict[str, float]:
             assert outcome is not None
             served[outcome.group(1)] = float(line.rsplit(" ", 1)[1])
     return served
+
+
+def sweeps(instance: Instance) -> int:
+    return instance.log_path.read_text().count("sweep failed")
