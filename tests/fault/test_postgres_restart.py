@@ -256,5 +256,6 @@ async def test_requests_during_a_postgres_outage_get_503_and_the_service_recover
         sends_left_whole=outcomes["left_whole"],
         sends_stored_twice=len(users_by_client_id) - len(set(users_by_client_id)),
         answers_spanning_outage=len(spanning),
+        spanning_ended_complete=sum(1 for m in spanning if history[m]["status"] == "complete"),
         left_streaming=0,
     )
