@@ -216,6 +216,11 @@ def _validation_details(exc: ValidationException) -> list[dict[str, Any]]:
     return details
 
 
+def is_dependency_down(exc: BaseException) -> bool:
+    """True when ``exc`` means PostgreSQL or Redis cannot be reached right now (retry later)."""
+    return is_unavailable(exc) or isinstance(exc, (RedisConnectionError, RedisTimeoutError))
+
+
 def http_exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Render any exception in the contract's shape, localized by ``Accept-Language``."""
     locale: Locale = request.app.state.settings.server.default_locale
@@ -240,7 +245,7 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     elif isinstance(exc, (UnicodeDecodeError, RecursionError)):
         # Undecodable or absurdly nested bodies: the client's fault, not ours.
         status, code = HTTP_400_BAD_REQUEST, "bad_request"
-    elif is_unavailable(exc) or isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
+    elif is_dependency_down(exc):
         # PostgreSQL or Redis is down or restarting: the client may retry; not a bug report.
         logger.warning(
             "dependency unavailable",

@@ -2,7 +2,8 @@
 
 During each outage a burst of requests hits both instances: sends, reads, a new
 conversation and the readiness probe. Every one of them gets a 503 in the contract's error
-shape (``service_unavailable``, no stack trace, SQL or internal name), never a 500. The
+shape (``service_unavailable``, no stack trace, SQL or internal name), never a 500; a send
+over an open WebSocket gets a retryable ``service_unavailable`` error frame. The
 instances recover by themselves: ``/health/ready`` is 200 again and sends work, with no
 process restart.
 
@@ -119,7 +120,8 @@ async def test_requests_during_a_postgres_outage_get_503_and_the_service_recover
     cluster: Cluster, fake: FakeOpenAI, evidence: Evidence
 ) -> None:
     a, b, pg = cluster.a, cluster.b, cluster.pg
-    outcomes: dict[str, int] = {"requests": 0, "unavailable": 0, "left_whole": 0, "left_none": 0}
+    outcomes = dict.fromkeys(("requests", "unavailable", "ws_unavailable", "left_whole"), 0)
+    outcomes["left_none"] = 0
     spanning: dict[str, str] = {}  # answer id -> how the outage hit it
     sends: dict[str, str] = {}  # client_message_id -> conversation id
     async with Connections() as connections, anyio.create_task_group() as pumps:
@@ -132,9 +134,9 @@ async def test_requests_during_a_postgres_outage_get_503_and_the_service_recover
         pumps.start_soon(pump, watcher)
 
         for how in ("kill", "stop"):
-            conversations = [(await alice.create_conversation())["id"] for _ in range(BURST + 1)]
+            conversations = [(await alice.create_conversation())["id"] for _ in range(BURST + 2)]
             # One answer is streaming on A when the database goes away.
-            await subscribe_all(watcher, conversations[-1:], pumped=True)
+            await subscribe_all(watcher, conversations[BURST:], pumped=True)
             fake.script("primary", Script(tokens=LONG, delay_s=0.05))
             sent = await alice.send(conversations[-1], "a long answer")
             assert sent.status_code == 202, sent.text
@@ -163,6 +165,20 @@ async def test_requests_during_a_postgres_outage_get_503_and_the_service_recover
                     burst.start_soon(call, client, "POST", "/api/conversations", {"title": "x"})
                     burst.start_soon(call, client, "GET", "/api/auth/me")
                     burst.start_soon(call, client, "GET", "/health/ready")
+            # A send over the socket (connected before the outage) gets a retryable error.
+            ws_client_id = f"{how}-ws-{uuid.uuid4().hex[:8]}"
+            sends[ws_client_id] = conversations[BURST]
+            frame = {"type": "send", "conversation_id": conversations[BURST]}
+            await watcher.send(frame | {"content": "by socket", "client_message_id": ws_client_id})
+            await frames_show(lambda: any(f["type"] == "error" for f in watcher.frames), 15)
+            [refused] = [f for f in watcher.frames if f["type"] == "error"]
+            watcher.frames.remove(refused)
+            outcomes["ws_unavailable"] += 1
+            assert (refused["code"], refused["retryable"], refused["ref"]) == (
+                "service_unavailable",
+                True,
+                "send",
+            ), refused
             for response in responses:
                 assert_unavailable(response)
             for response in responses:
@@ -251,7 +267,8 @@ async def test_requests_during_a_postgres_outage_get_503_and_the_service_recover
         requests_during_outage=outcomes["requests"],
         answered_503=outcomes["unavailable"],
         answered_other=outcomes["requests"] - outcomes["unavailable"],
-        sends_503=len(sends),
+        ws_sends_refused_retryable=outcomes["ws_unavailable"],
+        sends_refused=len(sends),
         sends_left_nothing=outcomes["left_none"],
         sends_left_whole=outcomes["left_whole"],
         sends_stored_twice=len(users_by_client_id) - len(set(users_by_client_id)),
