@@ -126,7 +126,7 @@ async def subscribe_all(ws: WsClient, conversation_ids: list[str], pumped: bool 
     last = conversation_ids[-1]
 
     def confirmed(frame: Frame) -> bool:
-        return frame["type"] == "subscribed" and frame["conversation_id"] == last
+        return bool(frame["type"] == "subscribed" and frame["conversation_id"] == last)
 
     if pumped:
         await frames_show(lambda: any(confirmed(f) for f in ws.frames), within_s=15)

@@ -108,6 +108,12 @@ def assert_unavailable(response: httpx.Response) -> None:
     assert not leaked, response.text
 
 
+async def call(
+    into: list[httpx.Response], client: Client, method: str, url: str, body: Any = None
+) -> None:
+    into.append(await client.request(method, url, json=body))
+
+
 async def ready(instance: Instance) -> bool:
     async with httpx.AsyncClient(base_url=instance.url, timeout=5) as http:
         try:
@@ -146,25 +152,23 @@ async def test_requests_during_a_postgres_outage_get_503_and_the_service_recover
 
             await anyio.to_thread.run_sync(pg.kill if how == "kill" else pg.stop)
             responses: list[httpx.Response] = []
-
-            async def call(
-                client: Client, method: str, url: str, body: Any = None, into: Any = responses
-            ) -> None:
-                into.append(await client.request(method, url, json=body))
-
             async with anyio.create_task_group() as burst:
                 for n, conversation_id in enumerate(conversations[:BURST]):
                     client_id = f"{how}-{n}-{uuid.uuid4().hex[:8]}"
                     sends[client_id] = conversation_id
                     body = {"content": f"during the outage {n}", "client_message_id": client_id}
                     url = f"/api/conversations/{conversation_id}/messages"
-                    burst.start_soon(call, by_instance[n % 2], "POST", url, body)
+                    burst.start_soon(call, responses, by_instance[n % 2], "POST", url, body)
                 for client in by_instance:
-                    burst.start_soon(call, client, "GET", "/api/conversations")
-                    burst.start_soon(call, client, "GET", f"/api/conversations/{conversations[0]}")
-                    burst.start_soon(call, client, "POST", "/api/conversations", {"title": "x"})
-                    burst.start_soon(call, client, "GET", "/api/auth/me")
-                    burst.start_soon(call, client, "GET", "/health/ready")
+                    burst.start_soon(call, responses, client, "GET", "/api/conversations")
+                    burst.start_soon(
+                        call, responses, client, "GET", f"/api/conversations/{conversations[0]}"
+                    )
+                    burst.start_soon(
+                        call, responses, client, "POST", "/api/conversations", {"title": "x"}
+                    )
+                    burst.start_soon(call, responses, client, "GET", "/api/auth/me")
+                    burst.start_soon(call, responses, client, "GET", "/health/ready")
             # A send over the socket (connected before the outage) gets a retryable error.
             ws_client_id = f"{how}-ws-{uuid.uuid4().hex[:8]}"
             sends[ws_client_id] = conversations[BURST]

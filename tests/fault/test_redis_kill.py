@@ -139,8 +139,8 @@ async def test_redis_kill_9_mid_stream_loses_no_delta_and_everyone_recovers(
             assert refused.json()["error"]["code"] == "service_unavailable"
         # Down for longer than a generation lease (four failed sweeps on each instance), so
         # every lease lapses and the sweepers must not mistake a live answer for a dead one.
-        for instance, before in zip((a, b), sweeps_failed, strict=True):
-            await frames_show(lambda i=instance, n=before: sweeps(i) >= n + 4, within_s=30)
+        for instance, failed in zip((a, b), sweeps_failed, strict=True):
+            await frames_show(lambda i=instance, n=failed: sweeps(i) >= n + 4, within_s=30)
         outage_s = time.monotonic() - killed_at
         await anyio.to_thread.run_sync(cluster.redis.restart)
 
