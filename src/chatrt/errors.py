@@ -23,8 +23,12 @@ from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
 )
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from chatrt.db.errors import is_unavailable
 from chatrt.observability import metrics
 from chatrt.settings import Locale
 
@@ -212,6 +216,11 @@ def _validation_details(exc: ValidationException) -> list[dict[str, Any]]:
     return details
 
 
+def is_dependency_down(exc: BaseException) -> bool:
+    """True when ``exc`` means PostgreSQL or Redis cannot be reached right now (retry later)."""
+    return is_unavailable(exc) or isinstance(exc, (RedisConnectionError, RedisTimeoutError))
+
+
 def http_exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Render any exception in the contract's shape, localized by ``Accept-Language``."""
     locale: Locale = request.app.state.settings.server.default_locale
@@ -236,6 +245,14 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     elif isinstance(exc, (UnicodeDecodeError, RecursionError)):
         # Undecodable or absurdly nested bodies: the client's fault, not ours.
         status, code = HTTP_400_BAD_REQUEST, "bad_request"
+    elif is_dependency_down(exc):
+        # PostgreSQL or Redis is down or restarting: the client may retry; not a bug report.
+        logger.warning(
+            "dependency unavailable",
+            extra={"path": request.url.path, "method": request.method, "error": repr(exc)},
+        )
+        status, code = HTTP_503_SERVICE_UNAVAILABLE, "service_unavailable"
+        headers = {"Retry-After": "1"}
     else:
         logger.exception(
             "unhandled error", extra={"path": request.url.path, "method": request.method}

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -54,6 +56,15 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+
+def pubsub_client_name(host: str | None = None, pid: int | None = None) -> str:
+    """The name an instance's pub/sub link carries in ``CLIENT LIST`` (host and process).
+
+    Lets an operator (or a test) tell which instance a link belongs to, e.g. to drop just
+    that one with ``CLIENT KILL``.
+    """
+    return f"chatrt-pubsub-{host or socket.gethostname()}-{pid or os.getpid()}"
 
 
 def _is_confirmation(message: dict[str, Any], channel: str) -> bool:
@@ -148,6 +159,7 @@ class RedisBus(EventBus):
             socket_connect_timeout=self._timeout,
             socket_keepalive=True,
             retry=Retry(NoBackoff(), 0),
+            client_name=pubsub_client_name(),
         )
         pubsub = client.pubsub()
         self._pubsub_client, self._pubsub = client, pubsub

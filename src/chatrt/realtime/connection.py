@@ -24,7 +24,7 @@ from chatrt.bus.base import EventBus, Subscription
 from chatrt.conversations import messages, service
 from chatrt.conversations.schemas import MessageCreate
 from chatrt.conversations.submit import submit
-from chatrt.errors import AppError, localize
+from chatrt.errors import AppError, is_dependency_down, localize
 from chatrt.generation.cancel import cancel, owned_message
 from chatrt.generation.runner import GenerationRunner
 from chatrt.observability import metrics
@@ -68,7 +68,14 @@ CLOSE_SLOW = 4408
 CLOSE_FLOOD = 4429
 CLOSE_SIGNED_OUT = 4401
 RETRYABLE = frozenset(
-    {"generation_in_progress", "shutting_down", "rate_limited", "quota_exceeded", "internal_error"}
+    {
+        "generation_in_progress",
+        "shutting_down",
+        "rate_limited",
+        "quota_exceeded",
+        "internal_error",
+        "service_unavailable",
+    }
 )
 
 
@@ -284,7 +291,13 @@ class Connection:
             if exc.headers and "Retry-After" in exc.headers:
                 retry_after = float(exc.headers["Retry-After"])
             await self._error(exc.code, ref, retry_after=retry_after)
-        except Exception:
+        except Exception as exc:
+            if is_dependency_down(exc):
+                # An outage, not a bug: the client may retry the frame (a send with the same
+                # client_message_id) once the database or Redis is back.
+                logger.warning("websocket frame failed", extra={"frame": ref, "error": repr(exc)})
+                await self._error("service_unavailable", ref, retry_after=1)
+                return
             logger.exception("websocket frame failed", extra={"frame": ref})
             await self._error("internal_error", ref)
 
