@@ -14,12 +14,15 @@ nothing twice; no stream history was lost; no row stays ``streaming``.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -218,6 +221,11 @@ async def test_redis_kill_9_mid_stream_loses_no_delta_and_everyone_recovers(
     assert a.process is not None
     assert b.process is not None
     assert (a.process.poll(), b.process.poll()) == (None, None), "no process restarted"
+    # The outage is logged as what it is: warnings that the sweep will retry, no tracebacks.
+    for instance in (a, b):
+        sweep_lines = [line for line in log_lines(instance) if "sweep failed" in line["message"]]
+        assert sweep_lines, "the instance noticed the outage"
+        assert {line["level"] for line in sweep_lines} == {"warning"}, sweep_lines[:3]
     evidence.record(
         "redis_kill_9",
         answers=len(message_ids),
@@ -260,6 +268,17 @@ async def resumes_served(client: Client) -> dict[str, float]:
             assert outcome is not None
             served[outcome.group(1)] = float(line.rsplit(" ", 1)[1])
     return served
+
+
+def log_lines(instance: Instance) -> list[dict[str, Any]]:
+    """The instance's JSON log lines (uvicorn's own plain lines are skipped)."""
+    found: list[dict[str, Any]] = []
+    for text in instance.log_path.read_text().splitlines():
+        with contextlib.suppress(ValueError):
+            line = json.loads(text)
+            if isinstance(line, dict) and "message" in line:
+                found.append(line)
+    return found
 
 
 def sweeps(instance: Instance) -> int:

@@ -17,6 +17,7 @@ import msgspec
 from chatrt.bus.base import EventBus
 from chatrt.clock import utcnow
 from chatrt.conversations.messages import to_message
+from chatrt.errors import is_dependency_down
 from chatrt.generation.store import Outcome, finish, stale_streaming
 from chatrt.realtime import publish
 from chatrt.realtime.channels import lease_key, message_log, unpack
@@ -78,8 +79,13 @@ class Sweeper:
             await asyncio.sleep(self._settings.generation.sweep_interval_s)
             try:
                 await self.sweep_once()
-            except Exception:
-                logger.exception("sweep failed")
+            except Exception as exc:
+                if is_dependency_down(exc):
+                    # Expected while PostgreSQL or Redis is away; the next pass retries. A
+                    # traceback every interval on every instance would only bury the outage.
+                    logger.warning("sweep failed, will retry: %s", type(exc).__name__)
+                else:
+                    logger.exception("sweep failed")
 
     async def __aenter__(self) -> Sweeper:
         self._task = asyncio.create_task(self.run_forever(), name="sweeper")
