@@ -46,9 +46,16 @@ class _Usage(msgspec.Struct):
 class _Chunk(msgspec.Struct):
     choices: list[_Choice] = msgspec.field(default_factory=list)
     usage: _Usage | None = None
+    # vLLM, OpenAI and others report a failure mid-stream as an error object.
+    error: object = None
 
 
 _CHUNK = msgspec.json.Decoder(_Chunk)
+
+
+def _storable(text: str) -> str:
+    """PostgreSQL text cannot hold NUL: one from a model would make every write of the row fail."""
+    return text.replace("\x00", "\ufffd")
 
 
 def _retryable_status(status: int) -> bool:
@@ -81,6 +88,8 @@ class OpenAICompatibleProvider(Provider):
         payload = [{"role": m.role, "content": m.content} for m in messages]
         produced: list[str] = []
         usage: Usage | None = None
+        # A body that just stops, with neither a finish_reason nor [DONE], was cut off.
+        finished = False
         try:
             async with self._client.chat.completions.with_streaming_response.create(  # type: ignore[call-overload]
                 model=self.model,
@@ -93,6 +102,7 @@ class OpenAICompatibleProvider(Provider):
                         continue
                     data = line[5:].strip()
                     if data == "[DONE]":
+                        finished = True
                         break
                     try:
                         chunk = _CHUNK.decode(data)
@@ -100,10 +110,14 @@ class OpenAICompatibleProvider(Provider):
                         raise ProviderError(
                             "bad_provider_response", retryable=not produced
                         ) from None
+                    if chunk.error is not None:
+                        raise ProviderError("provider_error_event", retryable=not produced)
                     for choice in chunk.choices:
                         if choice.delta.content:
-                            produced.append(choice.delta.content)
-                            yield TextDelta(choice.delta.content)
+                            text = _storable(choice.delta.content)
+                            produced.append(text)
+                            yield TextDelta(text)
+                        finished = finished or choice.finish_reason is not None
                     if chunk.usage is not None:
                         usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
         except APITimeoutError:
@@ -120,6 +134,8 @@ class OpenAICompatibleProvider(Provider):
             raise ProviderError("provider_timeout", retryable=not produced) from None
         except httpx2.HTTPError:
             raise ProviderError("provider_unreachable", retryable=not produced) from None
+        if not finished:
+            raise ProviderError("provider_truncated", retryable=not produced)
         if usage is None:
             usage = Usage(
                 sum(estimate_tokens(m.content) for m in messages),
