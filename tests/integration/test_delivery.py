@@ -8,13 +8,13 @@ import pytest
 
 from chatrt.bus.base import Event
 from chatrt.bus.memory import MemoryBus
-from chatrt.realtime.channels import CREATED, DELTA, DONE, pack
+from chatrt.realtime.channels import CREATED, DELTA, DONE, message_log, pack
 from chatrt.realtime.delivery import FINISHED_REMEMBERED, Delivery
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 
-def _delivery() -> tuple[Delivery, list[bytes]]:
+def _delivery(bus: MemoryBus | None = None) -> tuple[Delivery, list[bytes]]:
     sent: list[bytes] = []
 
     async def send(frame: bytes) -> None:
@@ -23,7 +23,7 @@ def _delivery() -> tuple[Delivery, list[bytes]]:
     async def lost(message_id: uuid.UUID) -> None:
         sent.append(b"lost " + str(message_id).encode())
 
-    return Delivery(MemoryBus(), send, lost), sent
+    return Delivery(bus or MemoryBus(), send, lost), sent
 
 
 async def test_unsubscribing_forgets_the_answers_of_that_conversation() -> None:
@@ -56,3 +56,19 @@ async def test_a_late_delta_of_a_finished_answer_is_dropped() -> None:
     await delivery.on_event(Event("chatrt:c:x", pack(DELTA, b"late", message_id, 1)))
     assert sent == [b"done"]
     assert delivery.tracked() == []
+
+
+async def test_a_done_for_an_answer_never_heard_of_comes_after_its_logged_deltas() -> None:
+    """Its created and deltas were lost in a gap and it ended before the repair."""
+    bus = MemoryBus()
+    delivery, sent = _delivery(bus)
+    message_id = uuid.uuid4()
+    log = message_log(message_id)
+    await bus.open_log(log, 60)
+    for seq in (1, 2):
+        frame = b"delta %d" % seq
+        await bus.append_and_publish(
+            log, seq, "chatrt:c:x", pack(DELTA, frame, message_id, seq), 60
+        )
+    await delivery.on_event(Event("chatrt:c:x", pack(DONE, b"done", message_id)))
+    assert sent == [b"delta 1", b"delta 2", b"done"]

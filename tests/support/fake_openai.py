@@ -74,6 +74,11 @@ class Script:
     """After this many tokens, hang until the client goes away (or the server stops)."""
     drop_after: int | None = None
     """After this many tokens, close the connection mid-body (no ``[DONE]``)."""
+    body: bytes | None = None
+    """Send exactly these bytes as the SSE body instead of chunks made from ``tokens`` (for
+    garbage and cut-off streams); with ``drop_after`` set (to any value) the connection is
+    then closed mid-body, else the body ends cleanly. Ignores the other fields but
+    ``status`` and ``first_token_delay_s``."""
 
     def token_list(self) -> list[str]:
         if isinstance(self.tokens, int):
@@ -383,6 +388,13 @@ class FakeOpenAI:
         tokens = script.token_list()
         if await _pause(gone, script.first_token_delay_s):
             return "gone"
+        if script.body is not None:
+            if script.drop_after is not None:
+                await send({"type": "http.response.body", "body": script.body, "more_body": True})
+                return "dropped"
+            finishing()
+            await send({"type": "http.response.body", "body": script.body, "more_body": False})
+            return "completed"
         for sent in range(len(tokens) + 1):
             if script.stall_after == sent:
                 await gone.wait()

@@ -221,6 +221,24 @@ async def test_drop_after_closes_the_connection_mid_stream(
     assert (fake.requests("p1"), fake.completed("p1"), fake.disconnects("p1")) == (1, 0, 0)
 
 
+@pytest.mark.parametrize("drop", [False, True])
+async def test_a_raw_body_is_sent_as_is(
+    fake: FakeOpenAI, client: openai.AsyncOpenAI, drop: bool
+) -> None:
+    fake.script(
+        "p1", Script(body=b"data: {not json\n\n: comment\n\n", drop_after=0 if drop else None)
+    )
+
+    lines: list[str] = []
+    if drop:
+        with pytest.raises(httpx2.RemoteProtocolError):
+            await read_into(lines, client)
+    else:
+        await read_into(lines, client)
+    assert lines == ["data: {not json", "", ": comment", ""]
+    assert fake.completed("p1") == (0 if drop else 1)
+
+
 async def test_names_are_independent_providers(fake: FakeOpenAI) -> None:
     fake.script("a", Script(tokens=["from-a"]))
     fake.script("b", Script(status=500))

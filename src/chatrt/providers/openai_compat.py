@@ -46,9 +46,17 @@ class _Usage(msgspec.Struct):
 class _Chunk(msgspec.Struct):
     choices: list[_Choice] = msgspec.field(default_factory=list)
     usage: _Usage | None = None
+    # vLLM, OpenAI and others report a failure mid-stream as an error object.
+    error: object = None
 
 
 _CHUNK = msgspec.json.Decoder(_Chunk)
+
+
+def _storable(text: str) -> str:
+    """Model text without U+0000, dropped where it enters: PostgreSQL text cannot hold it,
+    so the answer (and its title) would never be saved."""
+    return text.replace("\x00", "")
 
 
 def _retryable_status(status: int) -> bool:
@@ -81,6 +89,8 @@ class OpenAICompatibleProvider(Provider):
         payload = [{"role": m.role, "content": m.content} for m in messages]
         produced: list[str] = []
         usage: Usage | None = None
+        # A body that just stops, with neither a finish_reason nor [DONE], was cut off.
+        finished = False
         try:
             async with self._client.chat.completions.with_streaming_response.create(  # type: ignore[call-overload]
                 model=self.model,
@@ -93,6 +103,7 @@ class OpenAICompatibleProvider(Provider):
                         continue
                     data = line[5:].strip()
                     if data == "[DONE]":
+                        finished = True
                         break
                     try:
                         chunk = _CHUNK.decode(data)
@@ -100,13 +111,14 @@ class OpenAICompatibleProvider(Provider):
                         raise ProviderError(
                             "bad_provider_response", retryable=not produced
                         ) from None
+                    if chunk.error is not None:
+                        raise ProviderError("provider_error_event", retryable=not produced)
                     for choice in chunk.choices:
-                        # U+0000 dropped here, where model text enters: PostgreSQL cannot
-                        # store it, and the answer (and its title) would never be saved.
-                        text = (choice.delta.content or "").replace("\x00", "")
+                        text = _storable(choice.delta.content or "")
                         if text:
                             produced.append(text)
                             yield TextDelta(text)
+                        finished = finished or choice.finish_reason is not None
                     if chunk.usage is not None:
                         usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
         except APITimeoutError:
@@ -123,6 +135,8 @@ class OpenAICompatibleProvider(Provider):
             raise ProviderError("provider_timeout", retryable=not produced) from None
         except httpx2.HTTPError:
             raise ProviderError("provider_unreachable", retryable=not produced) from None
+        if not finished:
+            raise ProviderError("provider_truncated", retryable=not produced)
         if usage is None:
             usage = Usage(
                 sum(estimate_tokens(m.content) for m in messages),

@@ -137,11 +137,21 @@ class Delivery:
             await self._history_lost(message_id)
 
     async def finish(self, message_id: UUID, done_frame: bytes, backfill: bool = True) -> None:
-        """Send ``message.done`` once, after any deltas this consumer is still missing."""
+        """Send ``message.done`` once, after any deltas this consumer is still missing.
+
+        With ``backfill``, an answer this consumer has not heard of yet (its created and
+        deltas were lost in a gap, and it ended before the repair) is sent from seq 1 like
+        one first seen mid-stream, when its log still holds all of it.
+        """
         if message_id in self._finished:
             return
         if backfill and message_id in self._last_sent:
             await self.catch_up(message_id)
+        elif backfill:
+            entries = await self._bus.read_log(message_log(message_id), 0)
+            if entries and entries[0].seq == 1:
+                for entry in entries:
+                    await self._send(unpack(entry.data).frame)
         self._finished[message_id] = None
         if len(self._finished) > FINISHED_REMEMBERED:
             self._finished.popitem(last=False)
