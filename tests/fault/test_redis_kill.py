@@ -54,7 +54,7 @@ from tests.support.ws import Frame, deltas_of
 pytestmark = [pytest.mark.fault, pytest.mark.multi, pytest.mark.anyio]
 
 ANSWERS = 50
-TOKENS = [f"k{i} " for i in range(24)]  # about 6 s at 250 ms a token
+TOKENS = [f"k{i} " for i in range(40)]  # about 10 s at 250 ms a token: outlasts the outage
 LEAVERS = 4
 
 
