@@ -19,7 +19,11 @@ async def client_on() -> AsyncIterator[ClientOn]:
     opened: list[httpx.AsyncClient] = []
 
     def connect(instance: Instance) -> Client:
-        http = httpx.AsyncClient(base_url=instance.url, timeout=30)
+        # uvicorn drops idle keep-alive connections after 5 s; reusing one as it goes away
+        # fails the request with a ReadError, so idle connections are let go first.
+        http = httpx.AsyncClient(
+            base_url=instance.url, timeout=30, limits=httpx.Limits(keepalive_expiry=1)
+        )
         opened.append(http)
         return Client(http)
 
