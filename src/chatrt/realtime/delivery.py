@@ -71,7 +71,7 @@ class Delivery:
         if envelope.kind == DELTA and message_id is not None:
             await self._on_delta(message_id, event.channel, envelope)
         elif envelope.kind == DONE and message_id is not None:
-            await self.finish(message_id, envelope.frame)
+            await self.finish(message_id, envelope.frame, last_seq=envelope.seq)
         elif envelope.kind == CREATED and message_id is not None:
             self.follow(message_id, event.channel)
             await self._send(envelope.frame)
@@ -136,11 +136,17 @@ class Delivery:
             self._reported.add(message_id)
             await self._history_lost(message_id)
 
-    async def finish(self, message_id: UUID, done_frame: bytes, backfill: bool = True) -> None:
-        """Send ``message.done`` once, after any deltas this consumer is still missing."""
+    async def finish(
+        self, message_id: UUID, done_frame: bytes, backfill: bool = True, last_seq: int = 0
+    ) -> None:
+        """Send ``message.done`` once, after any deltas this consumer is still missing.
+
+        ``last_seq`` (0: unknown) is the answer's last delta; once that is sent, nothing is.
+        """
         if message_id in self._finished:
             return
-        if backfill and message_id in self._last_sent:
+        sent = self._last_sent.get(message_id)
+        if backfill and sent is not None and not 0 < last_seq <= sent:
             await self.catch_up(message_id)
         self._finished[message_id] = None
         if len(self._finished) > FINISHED_REMEMBERED:
