@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import resource
@@ -30,6 +31,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from bench import support
 from bench.fanout import baseline_server
@@ -41,12 +44,25 @@ BACKENDS = ("production", "embedded")
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=10_000, help="idle connections")
-    parser.add_argument("--users", type=int, default=100, help="users the idle sockets share")
-    parser.add_argument("--load-processes", type=int, default=2)
+    parser.add_argument(
+        "--users", type=int, default=8, help="users the idle sockets share (sign-up is slow)"
+    )
+    parser.add_argument("--load-processes", type=int, default=2, help="per wave")
+    parser.add_argument(
+        "--waves",
+        type=int,
+        default=4,
+        help="connections open in this many steps, RSS read after each",
+    )
     parser.add_argument("--streams", type=int, default=1000, help="concurrent answers")
-    parser.add_argument("--tokens", type=int, default=200, help="tokens per streamed answer")
-    parser.add_argument("--rate", type=float, default=20.0, help="tokens/s per answer")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--tokens", type=int, default=40, help="tokens per streamed answer")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=2.0,
+        help="tokens/s per answer: slow, so that all the answers are streaming at once",
+    )
+    parser.add_argument("--runs", type=int, default=1, help="full runs (each takes minutes)")
     parser.add_argument("--backend", choices=BACKENDS, default="production")
     parser.add_argument("--tiny", action="store_true", help="a few seconds' worth, for tests")
     parser.add_argument("--output", type=Path, default=support.RESULTS)
@@ -58,7 +74,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     if args.tiny:
-        args.connections, args.users, args.streams = 40, 1, 4
+        args.connections, args.users, args.streams, args.waves = 40, 1, 4, 2
         args.tokens, args.rate, args.runs, args.backend = 10, 50.0, 1, "embedded"
     return args
 
@@ -134,32 +150,48 @@ def settle(pid: int) -> int:
 
 
 def hold_idle(args: argparse.Namespace, url: str, pid: int, chatrt: bool) -> dict[str, Any]:
-    """Open the idle connections against ``url``; memory before and after."""
-    auth = ["--users", "1", "--ping", "--origin", support.ORIGIN] if chatrt else []
+    """Open the idle connections against ``url`` in waves; memory before and after each."""
+    auth = ["--ping", "--origin", support.ORIGIN] if chatrt else []
     # Warm-up: first-use imports and caches are not a connection's cost.
-    with holders([["--url", url, "--idle", "20", *auth]]) as warm:
+    with holders(
+        [["--url", url, "--idle", "20", *(["--users", "1"] if chatrt else []), *auth]]
+    ) as warm:
         warm.ready()
         warm.tell("QUIT")
         warm.results()
-    before = settle(pid)
-    share, extra = divmod(args.connections, args.load_processes)
-    users = max(1, args.users // args.load_processes) if chatrt else 0
-    commands = [
-        ["--url", url, "--idle", str(share + (n < extra)),
-         *(["--users", str(users), "--ping", "--origin", support.ORIGIN] if chatrt else [])]
-        for n in range(args.load_processes)
-    ]  # fmt: skip
-    with holders(commands) as group:
-        started = time.monotonic()
-        group.ready()
-        opened_s = time.monotonic() - started
-        after = settle(pid)
-        group.tell("QUIT")
-        results = group.results()
+    readings = [(0, settle(pid))]
+    wave = args.connections // args.waves
+    share, extra = divmod(wave, args.load_processes)
+    per_holder = max(1, args.users // (args.waves * args.load_processes)) if chatrt else 0
+    opened_s = 0.0
+    with contextlib.ExitStack() as stack:
+        groups = []
+        for _ in range(args.waves):
+            commands = [
+                ["--url", url, "--idle", str(share + (n < extra)), *auth,
+                 *(["--users", str(per_holder)] if chatrt else [])]
+                for n in range(args.load_processes)
+            ]  # fmt: skip
+            group = stack.enter_context(holders(commands))
+            started = time.monotonic()
+            group.ready()
+            opened_s += time.monotonic() - started
+            groups.append(group)
+            readings.append((readings[-1][0] + wave, settle(pid)))
+        for group in groups:
+            group.tell("QUIT")
+        results = [r for group in groups for r in group.results()]
+    steps = [
+        (kib - before_kib) / (count - before_count)
+        for (before_count, before_kib), (count, kib) in itertools.pairwise(readings)
+    ]
+    connections = readings[-1][0]
     return {
-        "before_kib": before,
-        "after_kib": after,
-        "per_connection_kib": (after - before) / args.connections,
+        "connections": connections,
+        "before_kib": readings[0][1],
+        "after_kib": readings[-1][1],
+        "per_connection_kib": (readings[-1][1] - readings[0][1]) / connections,
+        "per_wave_kib": steps,
         "opened": sum(r["opened"] for r in results),
         "still_open": sum(r["still_open"] for r in results),
         "seconds": opened_s,
@@ -175,17 +207,31 @@ def hold_streams(args: argparse.Namespace, url: str, pid: int) -> dict[str, Any]
         group.ready()
         idle = settle(pid)
         group.tell("GO")
-        peak = idle
+        peak, active = idle, 0
         while group.running():
             peak = max(peak, support.rss_kib(pid))
+            active = max(active, generations_active(url))
             time.sleep(0.1)
         result = group.results()[0]
     return {
         "idle_kib": idle,
         "peak_kib": peak,
+        "active_max": active,
         "per_stream_kib": (peak - idle) / args.streams,
         **result,
     }
+
+
+def generations_active(url: str) -> int:
+    """``chatrt_generations_active`` from the instance's public ``/metrics``."""
+    try:
+        text = httpx.get(f"{url}/metrics", timeout=5).text
+    except httpx.TransportError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("chatrt_generations_active"):
+            return int(float(line.split()[-1]))
+    return 0
 
 
 def measure(args: argparse.Namespace, profiles: dict[str, list[str]]) -> dict[str, list[Any]]:
@@ -203,7 +249,7 @@ def measure(args: argparse.Namespace, profiles: dict[str, list[str]]) -> dict[st
         for run in range(args.runs):
             names = [f"idle-{run}", f"streams-{run}"]
             # Both fresh, started side by side; the second waits idle while the first is used.
-            traced = [work / f"profile-{n}.txt" if args.profile and run == 0 else None
+            traced = [work / f"profile-{n}-0.txt" if args.profile and run == 0 else None
                       for n in ("idle", "streams")]  # fmt: skip
             with support.chatrt_group(env, work, names, traced) as (idle_url, streams_url):
                 results["chatrt"].append(hold_idle(args, idle_url, support.SERVED[idle_url], True))
@@ -233,7 +279,7 @@ def _kib(value: float) -> str:
 
 def report(args: argparse.Namespace, results: dict[str, list[Any]], machine: str) -> str:
     idle, base, streams = results["chatrt"], results["baseline"], results["streams"]
-    per = support.median([r["per_connection_kib"] for r in idle])
+    per = support.median([w for r in idle for w in r["per_wave_kib"]])
     kb = per * 1.024  # the target is in KB (1,000 bytes)
     backend = "PostgreSQL + Redis" if args.backend == "production" else "embedded (SQLite + memory)"
     lines = [
@@ -244,29 +290,32 @@ def report(args: argparse.Namespace, results: dict[str, list[Any]], machine: str
         "runs, each on a fresh process.",
         "",
         f"Parameters: one chatrt instance ({backend}); {args.connections:,} idle WebSocket "
-        f"connections from {args.load_processes} load generator processes, signed in as "
-        f"{args.users} users, each answering a `ping` before it counts; {args.streams:,} "
-        f"answers of {args.tokens} tokens at {args.rate:g} tokens/s streaming at once, one "
-        f"subscribed socket each (10 per user); {args.runs} runs. Memory is the process's "
+        f"connections opened in {args.waves} waves (RSS read after each; the per-connection "
+        f"figure is the median of the waves' increments), {args.load_processes} load generator "
+        f"processes per wave, signed in as {args.users} users (sign-up runs argon2, slow on "
+        "purpose), each socket answering a `ping` before it counts; then, on another fresh "
+        f"instance, {args.streams:,} answers of {args.tokens} tokens at {args.rate:g} tokens/s "
+        "(slow, so that all of them stream at once), 100 conversations per user followed by "
+        f"10 sockets of 10 conversations each. {args.runs} run(s). Memory is the process's "
         "`VmRSS` from /proc, read once it has settled.",
         "",
-        "| Measured | RSS before | RSS with them | per connection (median) | per run | target | "
-        "still open at the end |",
+        "| Measured | RSS before | RSS with them | per connection (median of the waves) | each "
+        "wave | target | still open at the end |",
         "|---|---|---|---|---|---|---|",
         f"| chatrt, {args.connections:,} idle WebSockets | "
         f"{_kib(support.median([r['before_kib'] for r in idle]))} | "
         f"{_kib(support.median([r['after_kib'] for r in idle]))} | {per:.1f} KiB ({kb:.1f} KB) | "
-        + ", ".join(f"{r['per_connection_kib']:.1f}" for r in idle)
+        + ", ".join(f"{w:.1f}" for r in idle for w in r["per_wave_kib"])
         + f" KiB | <= 30 KB ({'met' if kb <= 30 else 'missed'}) | "
         f"{min(r['still_open'] for r in idle):,} of {args.connections:,} |",
     ]
     if base:
-        base_per = support.median([r["per_connection_kib"] for r in base])
+        base_per = support.median([w for r in base for w in r["per_wave_kib"]])
         lines.append(
             f"| baseline: bare `websockets` server, {args.connections:,} idle connections | "
             f"{_kib(support.median([r['before_kib'] for r in base]))} | "
             f"{_kib(support.median([r['after_kib'] for r in base]))} | {base_per:.1f} KiB | "
-            + ", ".join(f"{r['per_connection_kib']:.1f}" for r in base)
+            + ", ".join(f"{w:.1f}" for r in base for w in r["per_wave_kib"])
             + f" KiB | - (chatrt {per / base_per:.1f}x) | "
             f"{min(r['still_open'] for r in base):,} of {args.connections:,} |"
         )
@@ -279,13 +328,15 @@ def report(args: argparse.Namespace, results: dict[str, list[Any]], machine: str
         "connections.",
         "",
         "| Measured | RSS, sockets open and idle | peak while streaming | per active stream "
-        "(median) | per run | answers lost / of which timed out |",
-        "|---|---|---|---|---|---|",
+        "(median) | per run | most answers generating at once | answers lost / of which timed "
+        "out |",
+        "|---|---|---|---|---|---|---|",
         f"| chatrt, {args.streams:,} answers streaming at once | "
         f"{_kib(support.median([r['idle_kib'] for r in streams]))} | "
         f"{_kib(support.median([r['peak_kib'] for r in streams]))} | {stream_per:.1f} KiB | "
         + ", ".join(f"{r['per_stream_kib']:.1f}" for r in streams)
-        + f" KiB | {lost} / {sum(r['timed_out'] for r in streams)} |",
+        + f" KiB | {min(r['active_max'] for r in streams):,} | {lost} / "
+        f"{sum(r['timed_out'] for r in streams)} |",
         "",
         "The issue sets no target for active streams, and no bare-library baseline does the "
         "same job (a generation holds an upstream HTTP stream, a coalescer, a lease, a log "

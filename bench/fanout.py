@@ -36,7 +36,7 @@ import httpx
 from tests.support.servers import free_port
 
 from bench import support
-from bench.load.ws_fanout import BUCKETS_PER_E
+from bench.load.ws_fanout import BUCKETS_PER_E, SLOT_US
 from bench.streaming import chatrt_env
 
 SYSTEMS = ("baseline", "chatrt")
@@ -207,19 +207,24 @@ def summarize(parts: list[dict[str, Any]], offered: float) -> dict[str, Any]:
                 merged[3] = max(merged[3], last)
         for bucket, count in part["histogram"].items():
             histogram[int(bucket)] = histogram.get(int(bucket), 0) + count
-    sockets = max(1, sum(int(p["sockets"]) for p in parts))
-    # Answers run side by side: the step's rate is the sum of each answer's delivery rate,
-    # over the intervals between its first and its last delivery (n deltas, n - 1 gaps).
-    rate = sum(
-        d * (1 - sockets / d) / ((last - first) / 1e6)
-        for d, _, first, last in spans.values()
-        if last > first and d > sockets
-    )
-    token_rate = sum(
-        t * (1 - sockets / t) / ((last - first) / 1e6)
-        for _, t, first, last in spans.values()
-        if last > first and t > sockets
-    )
+    frames_at: dict[int, int] = {}
+    tokens_at: dict[int, int] = {}
+    for part in parts:
+        for slot, count in part["frames_at"].items():
+            frames_at[int(slot)] = frames_at.get(int(slot), 0) + count
+        for slot, count in part["tokens_at"].items():
+            tokens_at[int(slot)] = tokens_at.get(int(slot), 0) + count
+    # The step's rate is measured while every one of its answers was being delivered (the
+    # slots wholly between the last first delivery and the first last one), so neither the
+    # staggered starts nor the tail of the slowest answer dilute it.
+    started = [first for d, _, first, _ in spans.values() if d]
+    ended = [last for d, _, _, last in spans.values() if d]
+    window = range(max(started) // SLOT_US + 1, min(ended) // SLOT_US) if started else range(0)
+    if len(window) < 5:  # too short to tell (tiny runs): the whole step instead
+        window = range(min(started) // SLOT_US, max(ended) // SLOT_US + 1) if started else window
+    seconds = max(1, len(window)) * SLOT_US / 1e6
+    rate = sum(frames_at.get(slot, 0) for slot in window) / seconds
+    token_rate = sum(tokens_at.get(slot, 0) for slot in window) / seconds
 
     def pct(q: float) -> float:
         total = sum(histogram.values())
@@ -440,9 +445,9 @@ def report(args: argparse.Namespace, runs: list[dict[str, Any]], machine: str) -
         f"deltas counted over {answers:,} answer deliveries; {missing:,} tokens missing, "
         f"{lost:,} answers not intact | {'met' if missing == 0 and lost == 0 else 'missed'} |",
         "",
-        "Delivered counts `message.delta` frames (and the tokens in them) received, summed "
-        "over the answers of the step: each answer's deliveries over the time from its first "
-        "to its last delivery at any subscriber; the best step of a run is its saturation "
+        "Delivered counts `message.delta` frames (and the tokens in them) received per second "
+        "while every answer of the step was being delivered (from the latest first delivery to "
+        "the earliest last one, in 0.1 s slots); the best step of a run is its saturation "
         "figure. chatrt coalesces tokens that arrive less than `CHATRT_FLUSH_INTERVAL_MS` "
         "(30 ms) apart into one delta; paced 50 ms apart they go out one per delta until the "
         "instance falls behind, and then its frames carry several. A step counts as kept up "

@@ -33,6 +33,8 @@ from bench.load.raw_ws import RawSocket, connect
 
 # Latency histogram buckets: bucket b holds latencies around exp(b / 50) µs (2 % wide).
 BUCKETS_PER_E = 50
+# Deliveries are also counted per slot of this many µs of receive time.
+SLOT_US = 100_000
 
 
 class Message(msgspec.Struct):
@@ -73,6 +75,9 @@ class Spread:
     first: int = 0
     last: int = 0
     histogram: dict[int, int] = field(default_factory=dict)
+    frames_at: dict[int, int] = field(default_factory=dict)
+    """Deltas received per time slot (``now // SLOT_US``)."""
+    tokens_at: dict[int, int] = field(default_factory=dict)
 
 
 class Subscriber:
@@ -105,6 +110,9 @@ class Subscriber:
             histogram = spread.histogram
             tokens = frame.delta.split()
             spread.tokens += len(tokens)
+            slot = now // SLOT_US
+            spread.frames_at[slot] = spread.frames_at.get(slot, 0) + 1
+            spread.tokens_at[slot] = spread.tokens_at.get(slot, 0) + len(tokens)
             for token in tokens:
                 bucket = int(math.log(max(now - int(token), 1)) * BUCKETS_PER_E)
                 histogram[bucket] = histogram.get(bucket, 0) + 1
@@ -186,9 +194,15 @@ async def step(
             lost += not intact
     histogram: dict[int, int] = {}
     answers: dict[str, list[int]] = {}
+    frames_at: dict[int, int] = {}
+    tokens_at: dict[int, int] = {}
     for message_id in ids:
         spread = spreads.pop(message_id, Spread())
         answers[message_id] = [spread.deltas, spread.tokens, spread.first, spread.last]
+        for slot, count in spread.frames_at.items():
+            frames_at[slot] = frames_at.get(slot, 0) + count
+        for slot, count in spread.tokens_at.items():
+            tokens_at[slot] = tokens_at.get(slot, 0) + count
         for bucket, count in spread.histogram.items():
             histogram[bucket] = histogram.get(bucket, 0) + count
     closed = [s for s in subscribers if not s.alive and id(s) not in closed_before]
@@ -209,6 +223,8 @@ async def step(
         "close_codes": close_codes,
         "histogram": histogram,
         "spans": answers,
+        "frames_at": frames_at,
+        "tokens_at": tokens_at,
     }
 
 

@@ -7,9 +7,10 @@ once its sockets are open and then waiting for a line on stdin:
   cookies spread over them; with ``--ping`` each must answer a ``ping`` frame with ``pong``
   before it counts as open (chatrt: signed in and served). ``QUIT`` closes them and prints
   one JSON object: opened, still open at the end, seconds to open them all.
-- ``--streams N``: N conversations each with a subscribed socket (``bench.load.ws_stream``'s
-  workers, 10 per user); ``GO`` sends one message to each at once and follows every answer
-  to ``message.done``; prints one JSON object: answers, lost, timed out, seconds.
+- ``--streams N``: N conversations, 100 per user, each followed by one of the user's 10
+  sockets (10 conversations each); ``GO`` sends one message to each at once and follows
+  every answer to ``message.done``; prints one JSON object: answers, lost (not ``complete``
+  with deltas seq 1..N that join to the content, or never done), timed out, seconds.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import uuid
 import httpx
 
 from bench.load.raw_ws import OnText, RawSocket, connect
-from bench.load.ws_stream import PASSWORD, Session, Worker
+from bench.load.ws_stream import PASSWORD
 
 
 async def stdin_line() -> str:
@@ -88,33 +89,122 @@ async def idle(args: argparse.Namespace) -> dict[str, object]:
     return {"opened": len(sockets), "still_open": still_open, "seconds": seconds}
 
 
+class Follower:
+    """One socket following the answers of the conversations it subscribed to."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, dict[int, str]] = {}
+        self.done: dict[str, tuple[str, str]] = {}
+        self.subscribed = 0
+        self.socket: RawSocket | None = None
+
+    def on_text(self, payload: bytes, _now: int) -> None:
+        frame = json.loads(payload)
+        kind = frame["type"]
+        if kind == "message.delta":
+            self.parts.setdefault(frame["message_id"], {})[frame["seq"]] = frame["delta"]
+        elif kind == "message.done" and frame["message"]["role"] == "assistant":
+            message = frame["message"]
+            self.done[message["id"]] = (message["status"], message["content"])
+        elif kind == "subscribed":
+            self.subscribed += 1
+
+    def intact(self, message_id: str) -> bool:
+        if message_id not in self.done:
+            return False
+        parts = self.parts.get(message_id, {})
+        status, content = self.done[message_id]
+        joined = "".join(parts[s] for s in sorted(parts))
+        return (
+            status == "complete"
+            and joined == content
+            and sorted(parts) == list(range(1, len(parts) + 1))
+        )
+
+
 async def streams(args: argparse.Namespace) -> dict[str, object]:
-    workers: list[Worker] = []
-    sessions: list[Session] = []
-    for first in range(0, args.streams, args.streams_per_user):
-        session = Session(args.url, args.origin)
-        await session.sign_up()
-        sessions.append(session)
-        batch = [Worker(session) for _ in range(min(args.streams_per_user, args.streams - first))]
-        await asyncio.gather(*(w.open() for w in batch))
-        workers += batch
+    """Users with ``--sockets-per-user`` sockets, each subscribed to ``--per-socket``
+    conversations: few sign-ups (argon2 is slow on purpose) and few sockets per user (each
+    of a user's sockets gets every ``conversation.updated`` of the user)."""
+    per_user = args.sockets_per_user * args.per_socket
+    users = []
+    for first in range(0, args.streams, per_user):
+        client = httpx.AsyncClient(base_url=args.url, timeout=120)
+        response = await client.post(
+            "/api/auth/register",
+            json={"email": f"hold-{uuid.uuid4().hex[:12]}@example.com", "password": PASSWORD,
+                  "display_name": "bench"},
+        )  # fmt: skip
+        response.raise_for_status()
+        headers = {"x-csrftoken": client.cookies.get("csrftoken") or ""}
+        count = min(per_user, args.streams - first)
+
+        async def create(
+            client: httpx.AsyncClient = client, headers: dict[str, str] = headers
+        ) -> str:
+            created = await client.post(
+                "/api/conversations", json={"title": "hold"}, headers=headers
+            )
+            created.raise_for_status()
+            conversation_id: str = created.json()["conversation"]["id"]
+            return conversation_id
+
+        conversations = list(await asyncio.gather(*(create() for _ in range(count))))
+        cookie = f"session={client.cookies.get('session')}"
+        followers = []
+        for start in range(0, count, args.per_socket):
+            follower = Follower()
+            follower.socket = await connect(
+                args.url, follower.on_text, cookie=cookie, origin=args.origin
+            )
+            mine = conversations[start : start + args.per_socket]
+            for conversation_id in mine:
+                follower.socket.send_text(
+                    json.dumps({"type": "subscribe", "conversation_id": conversation_id})
+                )
+            followers.append((follower, mine))
+        users.append((client, headers, followers))
+    deadline = time.monotonic() + 60
+    while any(f.subscribed < len(m) for _, _, fs in users for f, m in fs):
+        if time.monotonic() > deadline:
+            raise RuntimeError("not every socket got subscribed")
+        await asyncio.sleep(0.05)
     print("READY", flush=True)
     await stdin_line()
     started = time.monotonic()
-    results = await asyncio.gather(
-        *(asyncio.wait_for(w.answer(), args.deadline) for w in workers), return_exceptions=True
-    )
+
+    async def send(client: httpx.AsyncClient, headers: dict[str, str], conversation_id: str) -> str:
+        response = await client.post(
+            f"/api/conversations/{conversation_id}/messages",
+            json={"content": "go"},
+            headers=headers,
+        )
+        response.raise_for_status()
+        message_id: str = response.json()["assistant_message"]["id"]
+        return message_id
+
+    sends = [
+        (follower, send(client, headers, conversation_id))
+        for client, headers, followers in users
+        for follower, mine in followers
+        for conversation_id in mine
+    ]
+    results = await asyncio.gather(*(coro for _, coro in sends), return_exceptions=True)
+    watched = [(f, r) for (f, _), r in zip(sends, results, strict=True) if isinstance(r, str)]
+    end_by = time.monotonic() + args.deadline
+    while time.monotonic() < end_by:
+        if all(m in f.done for f, m in watched):
+            break
+        await asyncio.sleep(0.1)
     seconds = time.monotonic() - started
-    for worker in workers:
-        await worker.close()
-    for session in sessions:
-        await session.http.aclose()
-    return {
-        "answers": len(results),
-        "timed_out": sum(1 for r in results if isinstance(r, TimeoutError)),
-        "lost": sum(1 for r in results if isinstance(r, BaseException) or not r[2]),
-        "seconds": seconds,
-    }
+    timed_out = sum(1 for f, m in watched if m not in f.done)
+    lost = len(results) - len(watched) + sum(1 for f, m in watched if not f.intact(m))
+    for client, _, followers in users:
+        for follower, _ in followers:
+            if follower.socket is not None:
+                follower.socket.close()
+        await client.aclose()
+    return {"answers": len(results), "timed_out": timed_out, "lost": lost, "seconds": seconds}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -126,7 +216,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ping", action="store_true", help="each socket must answer a ping")
     parser.add_argument("--batch", type=int, default=100, help="handshakes at once")
     parser.add_argument("--streams", type=int, default=0, help="instead: N streams at once")
-    parser.add_argument("--streams-per-user", type=int, default=10)
+    parser.add_argument("--sockets-per-user", type=int, default=10)
+    parser.add_argument("--per-socket", type=int, default=10, help="conversations per socket")
     parser.add_argument("--deadline", type=float, default=120.0, help="seconds per answer")
     args = parser.parse_args(argv)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
