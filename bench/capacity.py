@@ -25,6 +25,7 @@ import itertools
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -55,7 +56,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="connections open in this many steps, RSS read after each",
     )
     parser.add_argument("--streams", type=int, default=1000, help="concurrent answers")
-    parser.add_argument("--tokens", type=int, default=40, help="tokens per streamed answer")
+    parser.add_argument("--tokens", type=int, default=60, help="tokens per streamed answer")
     parser.add_argument(
         "--rate",
         type=float,
@@ -71,6 +72,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="sample the chatrt instances with py-spy and write only their top frames, to "
         "their own section (the figures of a profiled run carry the sampling overhead)",
+    )
+    parser.add_argument(
+        "--trace-memory",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: N idle connections on an instance that traces its allocations "
+        "(tracemalloc), and what they added by source file, to its own section",
     )
     args = parser.parse_args(argv)
     if args.tiny:
@@ -217,9 +226,87 @@ def hold_streams(args: argparse.Namespace, url: str, pid: int) -> dict[str, Any]
         "idle_kib": idle,
         "peak_kib": peak,
         "active_max": active,
-        "per_stream_kib": (peak - idle) / args.streams,
+        # Per answer generating at the peak: with a burst of sends, not all overlap.
+        "per_stream_kib": (peak - idle) / max(1, active),
         **result,
     }
+
+
+def snapshot(pid: int, prefix: Path, n: int) -> dict[str, tuple[int, int]]:
+    """Ask the traced process for snapshot ``n``: {file: (bytes, blocks)}."""
+    os.kill(pid, signal.SIGUSR1)
+    path = Path(f"{prefix}.{n}")
+    deadline = time.monotonic() + 120
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError("no tracemalloc snapshot came")
+        time.sleep(0.2)
+    stats = {}
+    for line in path.read_text().splitlines():
+        size, count, name = line.split(" ", 2)
+        stats[name] = (int(size), int(count))
+    return stats
+
+
+def trace_memory(args: argparse.Namespace) -> str:
+    """What ``--trace-memory`` idle connections add, by source file (bytes per connection)."""
+    count = args.trace_memory
+    with support.workdir() as work, contextlib.ExitStack() as stack:
+        if args.backend == "production":
+            backend = stack.enter_context(support.production_backend(work))
+        else:
+            backend = support.embedded_backend(work)
+        prefix = work / "snapshot"
+        env = (
+            backend
+            | support.UNLIMITED
+            | {
+                "CHATRT_ALLOWED_ORIGINS": support.ORIGIN,
+                "CHATRT_LOG_LEVEL": "warning",
+                "PYTHONPATH": str(support.ROOT / "bench" / "memtrace"),
+                "BENCH_TRACEMALLOC": str(prefix),
+            }
+        )
+        url = stack.enter_context(support.chatrt(env, work, "traced"))
+        pid = support.SERVED[url]
+        auth = ["--ping", "--origin", support.ORIGIN, "--users", "1"]
+        with holders([["--url", url, "--idle", "20", *auth]]) as warm:
+            warm.ready()
+            warm.tell("QUIT")
+            warm.results()
+        settle(pid)
+        before = snapshot(pid, prefix, 0)
+        with holders([["--url", url, "--idle", str(count), *auth]]) as group:
+            group.ready()
+            settle(pid)
+            after = snapshot(pid, prefix, 1)
+            group.tell("QUIT")
+            group.results()
+    added = {
+        name: (after[name][0] - before.get(name, (0, 0))[0],
+               after[name][1] - before.get(name, (0, 0))[1])
+        for name in after
+    }  # fmt: skip
+    ranked = sorted(added.items(), key=lambda item: item[1][0], reverse=True)
+    total = sum(size for size, _ in added.values())
+    lines = [
+        "### What an idle connection holds (tracemalloc)",
+        "",
+        f"`python -m bench.capacity --trace-memory {count}` ({support.now()}): {count:,} idle "
+        "connections on an instance running Python's `tracemalloc`, snapshot before and "
+        "after, the difference by the source file that allocated it. Python's own "
+        f"allocations: {total / count / 1024:.1f} KiB per connection in all (RSS adds the "
+        "allocator's overhead and free space on top).",
+        "",
+        "| allocated in | bytes per connection | blocks per connection |",
+        "|---|---|---|",
+        *(
+            f"| `{support._short(f'x ({name}:0)')[3:-1]}` | {size / count:,.0f} | "
+            f"{blocks / count:.1f} |"
+            for name, (size, blocks) in ranked[:15]
+        ),
+    ]
+    return "\n".join(lines)
 
 
 def generations_active(url: str) -> int:
@@ -341,8 +428,11 @@ def report(args: argparse.Namespace, results: dict[str, list[Any]], machine: str
         "The issue sets no target for active streams, and no bare-library baseline does the "
         "same job (a generation holds an upstream HTTP stream, a coalescer, a lease, a log "
         "and its subscribers' delivery state), so the figure stands alone. A stream's cost "
-        "is the peak during streaming over the reading with its socket already open, so it "
-        "excludes the socket itself (see the idle row).",
+        "is the peak RSS while streaming over the reading with the sockets already open and "
+        "subscribed, divided by the most answers generating at once "
+        "(`chatrt_generations_active` on `/metrics`, sampled every 0.1 s): the sends arrive "
+        "as one burst that the instance takes seconds to accept, so not every answer "
+        "overlaps every other.",
         "",
         f"Reproduce: `python -m bench.capacity --connections {args.connections} --users "
         f"{args.users} --load-processes {args.load_processes} --streams {args.streams} "
@@ -367,6 +457,11 @@ def profile_report(args: argparse.Namespace, profiles: dict[str, list[str]]) -> 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
+    if args.trace_memory:
+        traced = trace_memory(args)
+        support.write_section("capacity-memory", traced, args.output)
+        print(traced)
+        return
     machine = support.machine()
     profiles: dict[str, list[str]] = {}
     results = measure(args, profiles)
