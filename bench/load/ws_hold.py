@@ -109,6 +109,15 @@ class Follower:
         elif kind == "subscribed":
             self.subscribed += 1
 
+    def why(self, message_id: str) -> str:
+        parts = self.parts.get(message_id, {})
+        status, content = self.done[message_id]
+        joined = "".join(parts[s] for s in sorted(parts))
+        return (
+            f"{message_id}: status {status}, seqs {min(parts, default=0)}..{max(parts, default=0)}"
+            f" ({len(parts)}), joined {len(joined)} chars, content {len(content)}"
+        )
+
     def intact(self, message_id: str) -> bool:
         if message_id not in self.done:
             return False
@@ -198,13 +207,23 @@ async def streams(args: argparse.Namespace) -> dict[str, object]:
         await asyncio.sleep(0.1)
     seconds = time.monotonic() - started
     timed_out = sum(1 for f, m in watched if m not in f.done)
-    lost = len(results) - len(watched) + sum(1 for f, m in watched if not f.intact(m))
+    broken = [f.why(m) for f, m in watched if m in f.done and not f.intact(m)]
+    failed = [repr(r) for r in results if not isinstance(r, str)]
+    lost = len(failed) + timed_out + len(broken)
     for client, _, followers in users:
         for follower, _ in followers:
             if follower.socket is not None:
                 follower.socket.close()
         await client.aclose()
-    return {"answers": len(results), "timed_out": timed_out, "lost": lost, "seconds": seconds}
+    return {
+        "answers": len(results),
+        "timed_out": timed_out,
+        "lost": lost,
+        "seconds": seconds,
+        # What went wrong, a few of each: a refused send, or an answer whose deltas are off.
+        "send_errors": failed[:5],
+        "broken": broken[:5],
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
