@@ -183,11 +183,14 @@ async def streams(args: argparse.Namespace) -> dict[str, object]:
     started = time.monotonic()
 
     async def send(client: httpx.AsyncClient, headers: dict[str, str], conversation_id: str) -> str:
-        response = await client.post(
-            f"/api/conversations/{conversation_id}/messages",
-            json={"content": "go"},
-            headers=headers,
-        )
+        body = {"content": "go", "client_message_id": str(uuid.uuid4())}
+        path = f"/api/conversations/{conversation_id}/messages"
+        try:
+            response = await client.post(path, json=body, headers=headers)
+        except httpx.TransportError:
+            # A pooled keep-alive connection the server closed just as it was reused; the
+            # same client_message_id makes the repeat safe (the first result, nothing new).
+            response = await client.post(path, json=body, headers=headers)
         response.raise_for_status()
         message_id: str = response.json()["assistant_message"]["id"]
         return message_id
