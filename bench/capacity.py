@@ -330,6 +330,9 @@ def measure(args: argparse.Namespace, profiles: dict[str, list[str]]) -> dict[st
             backend = stack.enter_context(support.production_backend(work))
         else:
             backend = support.embedded_backend(work)
+            # Migrated once here: two instances starting side by side on one SQLite file
+            # would both migrate it at start, and one would trip over the other.
+            support.migrate(backend)
         upstream = stack.enter_context(support.upstream(work, args.tokens, args.rate))
         env = chatrt_env(backend, upstream)
         redis_url = backend.get("CHATRT_REDIS_URL")
