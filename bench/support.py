@@ -138,6 +138,14 @@ def run_json_parallel(commands: list[list[str]], timeout: float = 300) -> list[d
     return results
 
 
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process now (``VmRSS`` from /proc), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
 def _without_chatrt(env: os._Environ[str] | dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if not k.startswith(("CHATRT_", "PICCOLO_"))}
 
@@ -186,7 +194,7 @@ def _wait(predicate: Any, within_s: float, what: str, proc: Process) -> None:
 
 
 @contextlib.contextmanager
-def upstream(workdir: Path, tokens: int, rate: float = 0.0) -> Iterator[str]:
+def upstream(workdir: Path, tokens: int, rate: float = 0.0, stamp: bool = False) -> Iterator[str]:
     """The bench upstream as a process; yields its OpenAI base URL."""
     port = free_port()
     proc = Process(
@@ -200,6 +208,7 @@ def upstream(workdir: Path, tokens: int, rate: float = 0.0) -> Iterator[str]:
             str(rate),
             "--port",
             str(port),
+            *(["--stamp"] if stamp else []),
         ],
         _without_chatrt(os.environ),
         workdir / f"upstream-{port}.log",
@@ -220,41 +229,69 @@ def chatrt(
     With ``profile``, py-spy samples the process from ready to stop and writes its raw
     (collapsed stacks) output there.
     """
-    port = free_port()
-    proc = Process(
-        [sys.executable, "-m", "chatrt", "serve", "--port", str(port)],
-        _without_chatrt(os.environ) | env,
-        workdir / f"{name}.log",
-    )
-    url = f"http://127.0.0.1:{port}"
+    with chatrt_group(env, workdir, [name], [profile]) as urls:
+        yield urls[0]
 
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{url}/health/ready", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
 
-    spy: Process | None = None
+SERVED: dict[str, int] = {}
+"""The process id of each running ``chatrt serve``, by URL (for reading its memory)."""
+
+
+@contextlib.contextmanager
+def chatrt_group(
+    env: dict[str, str],
+    workdir: Path,
+    names: list[str],
+    profiles: Sequence[Path | None] | None = None,
+) -> Iterator[list[str]]:
+    """Several ``chatrt serve`` processes started side by side (each takes seconds to get
+    ready); yields their URLs. ``profiles``: as ``chatrt``'s ``profile``, one per name."""
+    with contextlib.ExitStack() as stack:
+        started = []
+        for name in names:
+            port = free_port()
+            proc = Process(
+                [sys.executable, "-m", "chatrt", "serve", "--port", str(port)],
+                _without_chatrt(os.environ) | env,
+                workdir / f"{name}.log",
+            )
+            stack.callback(proc.stop)
+            started.append((name, proc, f"http://127.0.0.1:{port}"))
+            SERVED[f"http://127.0.0.1:{port}"] = proc.proc.pid
+        for (name, proc, url), profile in zip(
+            started, profiles or [None] * len(names), strict=True
+        ):
+
+            def ready(url: str = url) -> bool:
+                try:
+                    return httpx.get(f"{url}/health/ready", timeout=1).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            _wait(ready, 60, name, proc)
+            if profile is not None:
+                stack.enter_context(_py_spy(proc, profile, workdir, name))
+        yield [url for _, _, url in started]
+
+
+@contextlib.contextmanager
+def _py_spy(proc: Process, profile: Path, workdir: Path, name: str) -> Iterator[None]:
+    spy = Process(
+        [str(Path(sys.executable).with_name("py-spy")), "record", "--pid",
+         str(proc.proc.pid), "--format", "raw", "--rate", "200", "--nonblocking", "--gil",
+         "--output", str(profile)],
+        dict(os.environ),
+        workdir / f"{name}-py-spy.log",
+    )  # fmt: skip
     try:
-        _wait(ready, 60, name, proc)
-        if profile is not None:
-            spy = Process(
-                [str(Path(sys.executable).with_name("py-spy")), "record", "--pid",
-                 str(proc.proc.pid), "--format", "raw", "--rate", "200", "--nonblocking", "--gil",
-                 "--output", str(profile)],
-                dict(os.environ),
-                workdir / f"{name}-py-spy.log",
-            )  # fmt: skip
-        yield url
+        yield
     finally:
-        if spy is not None:
-            # SIGINT makes py-spy write its output and exit.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(spy.proc.pid, signal.SIGINT)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                spy.proc.wait(timeout=30)
-            spy.stop()
-        proc.stop()
+        # SIGINT makes py-spy write its output and exit.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(spy.proc.pid, signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            spy.proc.wait(timeout=30)
+        spy.stop()
 
 
 _PREFIXES = re.compile(r"\((?:/[^()]*/(?:site-packages|lib/python3\.\d+|src)/)")

@@ -5,6 +5,10 @@ is not what limits either chatrt or the baseline. Every token is its own SSE eve
 HTTP chunk, written separately, as a real model server does. Run it as a process::
 
     python -m bench.upstream --tokens 500 --rate 0     # prints "PORT <n>" once listening
+
+With ``--stamp`` every token's text is the time it was written, ``<CLOCK_MONOTONIC in µs> ``
+(one clock for every process on the machine), so that a subscriber can tell how long the
+token took to reach it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import argparse
 import asyncio
 import json
 import signal
+import time
 
 _DONE = b"data: [DONE]\n\n"
 
@@ -26,9 +31,10 @@ def _event(obj: dict[str, object]) -> bytes:
 
 
 class Upstream:
-    def __init__(self, tokens: int, rate: float) -> None:
+    def __init__(self, tokens: int, rate: float, stamp: bool = False) -> None:
         self.tokens = tokens
         self.delay = 1.0 / rate if rate > 0 else 0.0
+        self.stamp = stamp
         self.ids = 0
 
     def events(self, model: str) -> tuple[list[bytes], bytes]:
@@ -77,6 +83,23 @@ class Upstream:
         )
         return body, _chunk(stop + usage + _DONE) + b"0\r\n\r\n"
 
+    def _stamped(self, i: int, model: str) -> bytes:
+        """Token ``i`` of the current answer, its text the time now (built as it is sent)."""
+        delta: dict[str, str] = {"content": f"{time.monotonic_ns() // 1000} "}
+        if i == 0:
+            delta = {"role": "assistant", **delta}
+        return _chunk(
+            _event(
+                {
+                    "id": f"chatcmpl-{self.ids}",
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+                }
+            )
+        )
+
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
@@ -96,10 +119,10 @@ class Upstream:
                     b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n"
                 )
                 tokens, tail = self.events(model)
-                for piece in tokens:
+                for i, piece in enumerate(tokens):
                     if self.delay:
                         await asyncio.sleep(self.delay)
-                    writer.write(piece)
+                    writer.write(self._stamped(i, model) if self.stamp else piece)
                     # Yield so that concurrent streams interleave token by token.
                     await writer.drain()
                     if not self.delay:
@@ -113,7 +136,7 @@ class Upstream:
 
 
 async def _main(args: argparse.Namespace) -> None:
-    upstream = Upstream(args.tokens, args.rate)
+    upstream = Upstream(args.tokens, args.rate, args.stamp)
     server = await asyncio.start_server(upstream.handle, "127.0.0.1", args.port, backlog=4096)
     port = server.sockets[0].getsockname()[1]
     print(f"PORT {port}", flush=True)
@@ -130,6 +153,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokens", type=int, default=500, help="tokens per answer")
     parser.add_argument("--rate", type=float, default=0.0, help="tokens/s per stream; 0 = flat out")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--stamp", action="store_true", help="each token's text is its send time (µs)"
+    )
     asyncio.run(_main(parser.parse_args(argv)))
 
 

@@ -68,3 +68,26 @@ def test_history_writes_a_row_per_url(tmp_path: Path) -> None:
         assert float(cells[1].replace(",", "")) > 0, cells  # baseline req/s
         assert float(cells[2].replace(",", "")) > 0, cells  # chatrt req/s
         assert cells[-1] == "0", f"non-200 answers: {cells}"
+
+
+def test_fanout_writes_a_row_per_step_and_loses_nothing(tmp_path: Path) -> None:
+    output = tmp_path / "benchmarks.md"
+    text = run_bench("fanout", output)
+    assert text.count("<!-- bench:fanout -->") == 1
+    cells = row(text, "160 token deliveries/s")  # the tiny step: 2 answers x 20/s x 4
+    assert float(cells[1].replace(",", "").split()[0]) > 0, cells  # baseline delivered
+    assert float(cells[2].replace(",", "").split()[0]) > 0, cells  # chatrt delivered
+    assert cells[-2] == "0 / 0 / 0", f"chatrt lost deltas: {cells}"
+    assert "0 tokens missing, 0 answers not intact" in text
+
+
+def test_capacity_writes_its_rows(tmp_path: Path) -> None:
+    output = tmp_path / "benchmarks.md"
+    text = run_bench("capacity", output)
+    assert text.count("<!-- bench:capacity -->") == 1
+    cells = row(text, "chatrt, 40 idle WebSockets")
+    assert float(cells[3].split()[0]) > 0, cells  # KiB per connection
+    assert cells[-1] == "40 of 40", f"connections dropped: {cells}"
+    cells = row(text, "chatrt, 4 answers streaming")
+    assert cells[-1] == "0 / 0", f"answers lost: {cells}"
+    assert int(cells[-2]) > 0, f"no answer seen generating: {cells}"

@@ -257,7 +257,9 @@ class Generation:
             return
         message = to_message(row, self._locale)
         # Retried: subscribers whose bus link stayed up would otherwise wait forever.
-        await _quietly(_retried(lambda: publish.message_done(self._bus, message)))
+        await _quietly(
+            _retried(lambda: publish.message_done(self._bus, message, self._coalescer.seq))
+        )
         await _quietly(self._bus.expire_log(self._log, self._settings.stream_log_ttl_s))
         if outcome.status == "complete" and job.title is None and job.message_index == 1:
             await _quietly(name_conversation(job, self._chain, outcome.provider, self._bus))

@@ -1,7 +1,8 @@
 """Bus channel and key names, and the envelope that travels on them.
 
 Every bus payload is ``kind(1) | message id(16) | seq(8) | frame JSON``, so a receiving
-instance can route, order and de-duplicate without decoding the frame it forwards.
+instance can route, order and de-duplicate without decoding the frame it forwards. A
+``message.done``'s seq is the answer's last logged seq (0 when the sender does not know it).
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ class Delivery:
         if envelope.kind == DELTA and message_id is not None:
             await self._on_delta(message_id, event.channel, envelope)
         elif envelope.kind == DONE and message_id is not None:
-            await self.finish(message_id, envelope.frame)
+            await self.finish(message_id, envelope.frame, last_seq=envelope.seq)
         elif envelope.kind == CREATED and message_id is not None:
             self.follow(message_id, event.channel)
             await self._send(envelope.frame)
@@ -136,18 +136,25 @@ class Delivery:
             self._reported.add(message_id)
             await self._history_lost(message_id)
 
-    async def finish(self, message_id: UUID, done_frame: bytes, backfill: bool = True) -> None:
+    async def finish(
+        self, message_id: UUID, done_frame: bytes, backfill: bool = True, last_seq: int = 0
+    ) -> None:
         """Send ``message.done`` once, after any deltas this consumer is still missing.
 
-        With ``backfill``, an answer this consumer has not heard of yet (its created and
-        deltas were lost in a gap, and it ended before the repair) is sent from seq 1 like
-        one first seen mid-stream, when its log still holds all of it.
+        ``last_seq`` (0: unknown) is the answer's last delta; once that is sent, nothing is
+        read. With ``backfill``, an answer this consumer has not heard of yet (its created
+        and deltas were lost in a gap, and it ended before the repair) is sent from seq 1
+        like one first seen mid-stream, when its log still holds all of it.
         """
         if message_id in self._finished:
             return
-        if backfill and message_id in self._last_sent:
-            await self.catch_up(message_id)
-        elif backfill:
+        sent = self._last_sent.get(message_id)
+        if not backfill:
+            pass
+        elif sent is not None:
+            if not 0 < last_seq <= sent:
+                await self.catch_up(message_id)
+        else:
             entries = await self._bus.read_log(message_log(message_id), 0)
             if entries and entries[0].seq == 1:
                 for entry in entries:

@@ -39,10 +39,14 @@ async def message_created(bus: EventBus, message: MessageOut) -> None:
     await _publish(bus, conversation_channel(message.conversation_id), payload)
 
 
-async def message_done(bus: EventBus, message: MessageOut) -> None:
+async def message_done(bus: EventBus, message: MessageOut, last_seq: int = 0) -> None:
+    """``last_seq``: the answer's last logged delta, if known; a consumer that has sent it
+    skips reading the log for missing deltas (one read per socket per answer otherwise)."""
     frame = ENCODER.encode(MessageDone(message=message))
     await _publish(
-        bus, conversation_channel(message.conversation_id), pack(DONE, frame, message.id)
+        bus,
+        conversation_channel(message.conversation_id),
+        pack(DONE, frame, message.id, last_seq),
     )
 
 
