@@ -64,8 +64,23 @@ def _cell(value: Figure) -> str:
     return value
 
 
+# Summed over every guarantee, for the line above the table.
+TOTALS = ("deltas_checked", "missing", "doubled", "left_streaming", "server_errors", "leaks")
+
+
+def totals(figures: dict[str, dict[str, Figure]]) -> str:
+    sums = dict.fromkeys(TOTALS, 0)
+    for values in figures.values():
+        for name in TOTALS:
+            value = values.get(name)
+            if isinstance(value, int):
+                sums[name] += value
+    cells = ", ".join(f"{name.replace('_', ' ')} {count:,}" for name, count in sums.items())
+    return f"{len(figures)} guarantees checked; over all of them: {cells}."
+
+
 def table(figures: dict[str, dict[str, Figure]]) -> str:
-    rows = ["| Guarantee | Figures from the last run |", "|---|---|"]
+    rows = [totals(figures), "", "| Guarantee | Figures from the last run |", "|---|---|"]
     for name, values in sorted(figures.items()):
         cells = ", ".join(f"{k.replace('_', ' ')} {_cell(v)}" for k, v in sorted(values.items()))
         rows.append(f"| `{name}` | {cells} |")
