@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
+from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -52,27 +53,40 @@ class Sweeper:
         suspects: set[UUID] = set()
         ended = 0
         for row in rows:
-            message_id: UUID = row["id"]
-            if await self._bus.lease_holder(lease_key(message_id)) is not None:
-                continue
-            if message_id not in self._suspects:
-                suspects.add(message_id)  # seen once; a second pass confirms
-                continue
-            text = await logged_text(self._bus, message_id)
-            content = text if text is not None and len(text) >= len(row["content"]) else None
-            outcome = Outcome(
-                status="failed",
-                content=content if content is not None else row["content"],
-                error_code="instance_lost",
-            )
-            finished = await finish(message_id, outcome)
-            if finished is not None:
-                ended += 1
-                logger.warning("ended an orphaned answer", extra={"message_id": str(message_id)})
-                message = to_message(finished, self._settings.server.default_locale)
-                await publish.message_done(self._bus, message)
+            try:
+                ended += await self._end_if_orphaned(row, suspects)
+            except Exception as exc:
+                if is_dependency_down(exc):
+                    raise  # the rest of the pass would fail the same way
+                # One row that cannot be ended must not keep every orphan after it streaming.
+                logger.exception(
+                    "could not end an orphaned answer", extra={"message_id": str(row["id"])}
+                )
         self._suspects = suspects
         return ended
+
+    async def _end_if_orphaned(self, row: dict[str, Any], suspects: set[UUID]) -> int:
+        """End one stale row whose generation is gone (seen twice, no lease); 1 if it ended."""
+        message_id: UUID = row["id"]
+        if await self._bus.lease_holder(lease_key(message_id)) is not None:
+            return 0
+        if message_id not in self._suspects:
+            suspects.add(message_id)  # seen once; a second pass confirms
+            return 0
+        text = await logged_text(self._bus, message_id)
+        content = text if text is not None and len(text) >= len(row["content"]) else None
+        outcome = Outcome(
+            status="failed",
+            content=content if content is not None else row["content"],
+            error_code="instance_lost",
+        )
+        finished = await finish(message_id, outcome)
+        if finished is None:
+            return 0
+        logger.warning("ended an orphaned answer", extra={"message_id": str(message_id)})
+        message = to_message(finished, self._settings.server.default_locale)
+        await publish.message_done(self._bus, message)
+        return 1
 
     async def run_forever(self) -> None:
         while not self._closing:  # redis-py can turn a cancel into an ordinary error
