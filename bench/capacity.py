@@ -65,12 +65,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--runs", type=int, default=1, help="full runs (each takes minutes)")
     parser.add_argument("--backend", choices=BACKENDS, default="production")
-    parser.add_argument("--tiny", action="store_true", help="a few seconds' worth, for tests")
-    parser.add_argument("--output", type=Path, default=support.RESULTS)
-    parser.add_argument(
-        "--profile",
-        action="store_true",
-        help="sample the chatrt instances with py-spy and write only their top frames, to "
+    support.add_run_flags(
+        parser,
+        "sample the chatrt instances with py-spy and write only their top frames, to "
         "their own section (the figures of a profiled run carry the sampling overhead)",
     )
     parser.add_argument(

@@ -54,12 +54,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tokens", type=int, default=80, help="tokens per answer")
     parser.add_argument("--rate", type=float, default=20.0, help="tokens/s per answer")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--tiny", action="store_true", help="a few seconds' worth, for tests")
-    parser.add_argument("--output", type=Path, default=support.RESULTS)
-    parser.add_argument(
-        "--profile",
-        action="store_true",
-        help="sample both chatrt instances with py-spy and write only their top frames, to "
+    support.add_run_flags(
+        parser,
+        "sample both chatrt instances with py-spy and write only their top frames, to "
         "their own section (the figures of a profiled run carry the sampling overhead)",
     )
     args = parser.parse_args(argv)

@@ -45,12 +45,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--tiny", action="store_true", help="a few seconds' worth, for tests")
-    parser.add_argument("--output", type=Path, default=support.RESULTS)
-    parser.add_argument(
-        "--profile",
-        action="store_true",
-        help="sample chatrt with py-spy and write only its top frames, to their own section",
+    support.add_run_flags(
+        parser,
+        "sample chatrt with py-spy and write only its top frames, to their own section",
     )
     args = parser.parse_args(argv)
     if args.tiny:

@@ -45,12 +45,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--backends", default=",".join(BACKENDS), help=f"comma-separated subset of {BACKENDS}"
     )
-    parser.add_argument("--tiny", action="store_true", help="a few seconds' worth, for tests")
-    parser.add_argument("--output", type=Path, default=support.RESULTS)
-    parser.add_argument(
-        "--profile",
-        action="store_true",
-        help="sample each chatrt process with py-spy and write only its top frames, to their "
+    support.add_run_flags(
+        parser,
+        "sample each chatrt process with py-spy and write only its top frames, to their "
         "own section (the figures of a profiled run carry the sampling overhead)",
     )
     args = parser.parse_args(argv)

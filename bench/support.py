@@ -7,6 +7,7 @@ describes the machine; writes a benchmark's section of the results Markdown file
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime
 import json
@@ -41,6 +42,13 @@ UNLIMITED = {
     "CHATRT_LOGIN_PER_IP": "0",
     "CHATRT_REGISTER_PER_IP": "0",
 }
+
+
+def add_run_flags(parser: argparse.ArgumentParser, profile_help: str) -> None:
+    """The flags every benchmark command shares: ``--tiny``, ``--output`` and ``--profile``."""
+    parser.add_argument("--tiny", action="store_true", help="a few seconds' worth, for tests")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--profile", action="store_true", help=profile_help)
 
 
 def median(values: Sequence[float]) -> float:
