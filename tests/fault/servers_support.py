@@ -7,13 +7,17 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 
 import anyio
 import httpx
 from websockets.exceptions import ConnectionClosed
 
+from tests.conftest import Backend
+from tests.realtime.conftest import REALTIME_ENV, providers_env
 from tests.support.client import Client
+from tests.support.fake_openai import FakeOpenAI
 from tests.support.instances import Instance
 from tests.support.servers import PostgresServer
 from tests.support.wait import wait_until
@@ -30,6 +34,18 @@ def running(*instances: Instance) -> Iterator[None]:
     finally:
         with ThreadPoolExecutor(len(instances)) as pool:
             list(pool.map(Instance.stop, instances))
+
+
+@contextmanager
+def two_instances(
+    backend: Backend, fake: FakeOpenAI, log_dir: Path, **env: str
+) -> Iterator[tuple[Instance, Instance]]:
+    """Instances a and b on ``backend``, the fake as their provider, running side by side."""
+    settings = backend.defaults | backend.env | REALTIME_ENV
+    settings |= {"CHATRT_PROVIDERS": providers_env(fake, "primary"), **env}
+    a, b = Instance(settings, log_dir, "a"), Instance(settings, log_dir, "b")
+    with running(a, b):
+        yield a, b
 
 
 class Connections:

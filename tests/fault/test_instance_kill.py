@@ -28,12 +28,12 @@ from tests.fault.servers_support import (
     is_token_prefix,
     last_seqs,
     pump,
-    running,
     seq_reached,
     sql,
     subscribe_all,
+    two_instances,
 )
-from tests.realtime.conftest import REALTIME_ENV, providers_env
+from tests.realtime.conftest import REALTIME_ENV
 from tests.support.evidence import Evidence
 from tests.support.fake_openai import FakeOpenAI, Script
 from tests.support.instances import Instance
@@ -53,11 +53,8 @@ SWEPT_WITHIN_S = 2 * LEASE_TTL_S + 3 * SWEEP_S + 8
 def cluster(
     postgres_backend: Backend, fake: FakeOpenAI, tmp_path: Path
 ) -> Iterator[tuple[Instance, Instance]]:
-    env = postgres_backend.defaults | postgres_backend.env | REALTIME_ENV
-    env |= {"CHATRT_PROVIDERS": providers_env(fake, "primary")}
-    a, b = Instance(env, tmp_path, "a"), Instance(env, tmp_path, "b")
-    with running(a, b):
-        yield a, b
+    with two_instances(postgres_backend, fake, tmp_path) as pair:
+        yield pair
 
 
 async def test_kill_9_ends_the_answers_failed_with_their_text_and_tells_the_other_instance(

@@ -24,10 +24,9 @@ from tests.fault.servers_support import (
     Tally,
     check_frames,
     recv_until_done,
-    running,
     subscribe_all,
+    two_instances,
 )
-from tests.realtime.conftest import REALTIME_ENV, providers_env
 from tests.support.evidence import Evidence
 from tests.support.fake_openai import FakeOpenAI, Script
 from tests.support.instances import Instance
@@ -44,11 +43,8 @@ ANSWERS = 10
 def cluster(
     postgres_backend: Backend, fake: FakeOpenAI, tmp_path: Path
 ) -> Iterator[tuple[Instance, Instance]]:
-    env = postgres_backend.defaults | postgres_backend.env | REALTIME_ENV
-    env |= {"CHATRT_PROVIDERS": providers_env(fake, "primary"), "CHATRT_WS_FRAME_BURST": "200"}
-    a, b = Instance(env, tmp_path, "a"), Instance(env, tmp_path, "b")
-    with running(a, b):
-        yield a, b
+    with two_instances(postgres_backend, fake, tmp_path, CHATRT_WS_FRAME_BURST="200") as pair:
+        yield pair
 
 
 def pubsub_link(admin: redis.Redis, instance: Instance) -> dict[str, Any]:
