@@ -12,6 +12,7 @@ import msgspec
 from chatrt.clock import utcnow
 from chatrt.conversations.schemas import MessageCreate, MessageError, MessageOut, MessagePage
 from chatrt.conversations.service import not_found
+from chatrt.db.dialect import as_uuid
 from chatrt.db.engine import write_transaction
 from chatrt.db.errors import is_unique_violation
 from chatrt.db.tables import Conversation, Message
@@ -43,16 +44,11 @@ MESSAGE_COLUMNS = (
 def to_message(row: dict[str, Any], locale: Locale = "th") -> MessageOut:
     """A message from its row; a failure's text is in ``locale`` (answers are broadcast)."""
     code = row.pop("error_code", None)
-    # Raw queries on SQLite return UUIDs as text.
-    row["id"] = _uuid(row["id"])
-    row["conversation_id"] = _uuid(row["conversation_id"])
+    row["id"] = as_uuid(row["id"])
+    row["conversation_id"] = as_uuid(row["conversation_id"])
     row["usage_estimated"] = bool(row.get("usage_estimated"))
     error = MessageError(code=code, message=localize(code, locale)) if code else None
     return MessageOut(**row, error=error)
-
-
-def _uuid(value: Any) -> UUID:
-    return value if isinstance(value, UUID) else UUID(str(value))
 
 
 async def streaming_ids(conversation_id: UUID) -> list[UUID]:

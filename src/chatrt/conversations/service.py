@@ -20,6 +20,7 @@ from chatrt.conversations.schemas import (
     ConversationPatch,
     LastMessage,
 )
+from chatrt.db.dialect import as_uuid
 from chatrt.db.tables import Conversation
 from chatrt.errors import AppError
 from chatrt.pagination import AwareDatetime, decode_cursor, encode_cursor
@@ -56,13 +57,13 @@ def _to_out(row: dict[str, Any]) -> ConversationOut:
     last = None
     if row["last_id"] is not None:
         last = LastMessage(
-            id=_uuid(row["last_id"]),
+            id=as_uuid(row["last_id"]),
             role=row["last_role"],
             preview=row["last_preview"] or "",
             created_at=row["last_created_at"],
         )
     return ConversationOut(
-        id=_uuid(row["id"]),
+        id=as_uuid(row["id"]),
         title=row["title"],
         system_prompt=row["system_prompt"],
         model=row["model"],
@@ -71,10 +72,6 @@ def _to_out(row: dict[str, Any]) -> ConversationOut:
         message_count=row["message_count"],
         last_message=last,
     )
-
-
-def _uuid(value: Any) -> UUID:
-    return value if isinstance(value, UUID) else UUID(str(value))
 
 
 async def create(user_id: UUID, data: ConversationCreate) -> ConversationOut:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+from uuid import UUID
+
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine
 
@@ -17,3 +20,8 @@ def utc_day(column: str) -> str:
         # Timestamps are always written from Python in UTC: 'YYYY-MM-DD HH:MM:SS...+00:00'.
         return f"substr({column}, 1, 10)"
     raise TypeError(f"unsupported engine {type(engine).__name__}")
+
+
+def as_uuid(value: Any) -> UUID:
+    """A UUID column from a raw query: PostgreSQL returns a UUID, SQLite its text."""
+    return value if isinstance(value, UUID) else UUID(str(value))
