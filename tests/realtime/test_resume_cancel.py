@@ -89,6 +89,34 @@ async def test_a_lost_log_is_reported_never_a_silent_gap(
     assert history[0]["content"] == FULL
 
 
+async def test_a_resume_before_the_log_is_opened_is_not_a_loss(
+    live: Live, fake: FakeOpenAI
+) -> None:
+    """The row says ``streaming`` a moment before its generation opens the log.
+
+    A client that resumes from 0 in that moment (its ``subscribed`` frame listed the
+    answer) has lost nothing. Here the log is removed before the first token, which leaves
+    the server in the same state; the first token then opens it again.
+    """
+    fake.script("primary", Script(tokens=[f"w{i} " for i in range(60)], first_token_delay_s=2))
+    alice = await live.user()
+    conversation = await alice.create_conversation()
+    sent = await alice.send(conversation["id"], "wait a little")
+    message_id = sent.json()["assistant_message"]["id"]
+    log = message_log(uuid.UUID(message_id))
+    # The model is asked only after the log is opened.
+    await fake.wait_for_async(lambda: fake.requests("primary") == 1)
+    assert await live.bus.last_seq(log) == 0
+    await live.bus.expire_log(log, 0.000001)
+    ws = await live.ws(alice)
+    await ws.send({"type": "resume", "message_id": message_id, "after_seq": 0})
+    frames = await ws.recv_until(done_of(message_id), within_s=15)
+    assert [f for f in frames if f["type"] == "error"] == []
+    deltas = deltas_of(frames, message_id)
+    assert [d["seq"] for d in deltas] == list(range(1, len(deltas) + 1))
+    assert "".join(d["delta"] for d in deltas) == frames[-1]["message"]["content"] == FULL
+
+
 async def test_sse_streams_the_same_events_from_after_seq(live: Live, fake: FakeOpenAI) -> None:
     alice, conversation_id, message_id, watcher = await _streaming(live, fake)
     url = f"/api/conversations/{conversation_id}/messages/{message_id}/stream"
