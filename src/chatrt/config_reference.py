@@ -65,6 +65,13 @@ MEANINGS: dict[str, tuple[str | None, str]] = {
             '"input_price_per_mtok"?, "output_price_per_mtok"?}`.'
         ),
     ),
+    "CHATRT_MAX_ANSWER_CHARS": (
+        None,
+        (
+            "Longest answer kept from a model; one that runs on is stopped there and ends "
+            "`failed` / `answer_too_long` with the text so far."
+        ),
+    ),
     "CHATRT_MAX_CONTENT_CHARS": (
         None,
         ("Longest message `content` accepted (longer: 413 `content_too_long`)."),

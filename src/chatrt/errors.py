@@ -76,6 +76,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "ขออภัย การสร้างคำตอบหยุดกลางคัน กรุณาลองใหม่อีกครั้ง",
         "Sorry, the answer broke off. Please try again.",
     ),
+    "answer_too_long": (
+        "คำตอบยาวเกินกำหนด จึงถูกตัดไว้เท่านี้",
+        "The answer reached the length limit and was cut off there.",
+    ),
     "shutdown": (
         "ขออภัย เซิร์ฟเวอร์รีสตาร์ตระหว่างสร้างคำตอบ กรุณาลองใหม่",
         "Sorry, the server restarted while answering. Please try again.",

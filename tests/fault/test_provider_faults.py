@@ -2,8 +2,9 @@
 
 chatrt runs on a real port (a uvicorn in the test's loop, as in the real-time tests), on
 both backends, with the scripted fake as its one provider. In turn the provider stalls,
-drops its connection, ends its body early or sends garbage (non-JSON data lines, chunks of
-the wrong shape, binary junk, an error object, a NUL character). For each case the test
+drops its connection, ends its body early, sends garbage (non-JSON data lines, chunks of
+the wrong shape, binary junk, an error object, a NUL character), streams one endless line,
+or runs on past the answer length limit. For each case the test
 checks, on a subscribed WebSocket and in the database (REST history): the final status and
 error code; that the text kept is exactly what the provider sent before the fault (deltas
 1..N joined equal it); that a stall ends within the configured read timeout; that nothing
@@ -21,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from chatrt.providers.openai_compat import MAX_LINE_BYTES
 from tests.conftest import Backend
 from tests.realtime.conftest import Live, providers_env, start_live
 from tests.support.client import Client
@@ -34,6 +36,8 @@ READ_TIMEOUT_S = 1.5
 # Every fault must end its answer within the read timeout plus this (a loaded CI machine).
 END_MARGIN_S = 10.0
 HEALED = Script(tokens=["all ", "is ", "well"])
+MAX_ANSWER_CHARS = 1_000
+RUNAWAY = Script(tokens=400)
 
 
 def _chunk(content: str | None = None, finish: str | None = None) -> bytes:
@@ -141,6 +145,17 @@ FAULTS: dict[str, Fault] = {
         None,
         "abc",
     ),
+    # A line that never ends is not buffered whole: past MAX_LINE_BYTES it is a bad response.
+    "endless_line": Fault(
+        Script(body=_tokens("a", "b") + b"data: ", repeat=b"x" * (MAX_LINE_BYTES // 16)),
+        "failed",
+        "provider_failed",
+        "ab",
+    ),
+    # Stopped at CHATRT_MAX_ANSWER_CHARS, keeping exactly that much.
+    "runaway_answer": Fault(
+        RUNAWAY, "failed", "answer_too_long", "".join(RUNAWAY.token_list())[:MAX_ANSWER_CHARS]
+    ),
     # Valid JSON and Unicode, but PostgreSQL text cannot hold NUL: dropped where it enters.
     "nul_character": Fault(_raw(_tokens("a\x00", "b") + DONE), "complete", None, "ab"),
 }
@@ -199,6 +214,7 @@ async def test_a_faulty_provider_ends_each_answer_in_a_defined_state(
     env = {
         "CHATRT_PROVIDERS": providers_env(fake, "primary"),
         "CHATRT_PROVIDER_READ_TIMEOUT_S": str(READ_TIMEOUT_S),
+        "CHATRT_MAX_ANSWER_CHARS": str(MAX_ANSWER_CHARS),
     }
     async with _serving(backend, **env) as live:
         alice = await live.user()

@@ -79,6 +79,9 @@ class Script:
     garbage and cut-off streams); with ``drop_after`` set (to any value) the connection is
     then closed mid-body, else the body ends cleanly. Ignores the other fields but
     ``status`` and ``first_token_delay_s``."""
+    repeat: bytes | None = None
+    """With ``body``: after it, send these bytes again and again until the client goes away
+    (an upstream that never ends its line or its answer)."""
 
     def token_list(self) -> list[str]:
         if isinstance(self.tokens, int):
@@ -389,6 +392,15 @@ class FakeOpenAI:
         if await _pause(gone, script.first_token_delay_s):
             return "gone"
         if script.body is not None:
+            if script.repeat is not None:
+                await send({"type": "http.response.body", "body": script.body, "more_body": True})
+                while not gone.is_set():
+                    # uvicorn's send waits while the client's socket is full.
+                    await send(
+                        {"type": "http.response.body", "body": script.repeat, "more_body": True}
+                    )
+                    await asyncio.sleep(0)
+                return "gone"
             if script.drop_after is not None:
                 await send({"type": "http.response.body", "body": script.body, "more_body": True})
                 return "dropped"

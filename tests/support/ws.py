@@ -32,9 +32,7 @@ class WsClient:
         # No read-side flow control: a test that stops reading a busy socket would otherwise
         # pause the transport, and the close handshake at teardown would wait 10 s for a
         # close frame stuck behind unread deltas. Every frame is kept anyway.
-        return cls(
-            await connect(url, additional_headers=headers, max_size=None, max_queue=None)
-        )
+        return cls(await connect(url, additional_headers=headers, max_size=None, max_queue=None))
 
     async def send(self, frame: Frame | str) -> None:
         await self.connection.send(frame if isinstance(frame, str) else json.dumps(frame))

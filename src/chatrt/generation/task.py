@@ -38,6 +38,10 @@ logger = logging.getLogger("chatrt.generation")
 DONE_RETRY_PAUSES_S = (0.1, 0.5, 2.0)
 
 
+class AnswerTooLong(Exception):
+    """The model ran past ``max_answer_chars``: a runaway stream must not grow memory."""
+
+
 class Generation:
     def __init__(
         self,
@@ -136,6 +140,7 @@ class Generation:
         self.started = True
         self._main = asyncio.current_task()
         stopped_early = False
+        room = self._settings.max_answer_chars
         try:
             await self._bus.acquire_lease(self._lease, self._owner, self._settings.lease_ttl_s)
             await self._bus.open_log(self._log, self._settings.stream_log_ttl_s)
@@ -170,7 +175,12 @@ class Generation:
                     if isinstance(event, TextDelta):
                         if first_token_at is None:
                             first_token_at = time.perf_counter()
+                        if len(event.text) > room:
+                            if room:
+                                await self._coalescer.add(event.text[:room])
+                            raise AnswerTooLong
                         await self._coalescer.add(event.text)
+                        room -= len(event.text)
                     elif isinstance(event, Started):
                         provider, model = event.provider, event.model
                     elif isinstance(event, Usage):
@@ -187,6 +197,12 @@ class Generation:
             logger.warning(
                 "generation failed",
                 extra={"message_id": str(job.message_id), "provider_error": exc.code},
+            )
+        except AnswerTooLong:
+            status, error_code = "failed", "answer_too_long"
+            logger.warning(
+                "generation stopped at the answer length limit",
+                extra={"message_id": str(job.message_id)},
             )
         except Exception:
             logger.exception("generation crashed", extra={"message_id": str(job.message_id)})

@@ -7,6 +7,7 @@ faster than iterating the client's typed chunk objects.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 import httpx2
@@ -51,6 +52,36 @@ class _Chunk(msgspec.Struct):
 
 
 _CHUNK = msgspec.json.Decoder(_Chunk)
+_EOL = re.compile(rb"\r\n|\r|\n")
+# No chat chunk comes near this. httpx's line reader has no limit, so a broken upstream
+# streaming one endless line would be buffered whole; past this it is a bad response.
+MAX_LINE_BYTES = 1_048_576
+
+
+class _LineTooLong(Exception):
+    pass
+
+
+async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The lines of an SSE body (LF, CRLF or CR endings); ``_LineTooLong`` past the limit.
+
+    A CRLF split between two chunks yields one extra empty line, which SSE ignores anyway.
+    """
+    pieces: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        *ended, rest = _EOL.split(chunk)
+        for end in ended:
+            pieces.append(end)
+            yield b"".join(pieces)
+            pieces, size = [], 0
+        if rest:
+            pieces.append(rest)
+            size += len(rest)
+            if size > MAX_LINE_BYTES:
+                raise _LineTooLong
+    if pieces:
+        yield b"".join(pieces)
 
 
 def _storable(text: str) -> str:
@@ -98,11 +129,11 @@ class OpenAICompatibleProvider(Provider):
                 stream=True,
                 stream_options={"include_usage": True},
             ) as response:
-                async for line in response.iter_lines():
-                    if not line.startswith("data:"):
+                async for line in _lines(response.iter_bytes()):
+                    if not line.startswith(b"data:"):
                         continue
                     data = line[5:].strip()
-                    if data == "[DONE]":
+                    if data == b"[DONE]":
                         finished = True
                         break
                     try:
@@ -121,6 +152,8 @@ class OpenAICompatibleProvider(Provider):
                         finished = finished or choice.finish_reason is not None
                     if chunk.usage is not None:
                         usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+        except _LineTooLong:
+            raise ProviderError("bad_provider_response", retryable=not produced) from None
         except APITimeoutError:
             raise ProviderError("provider_timeout", retryable=not produced) from None
         except APIConnectionError:
