@@ -78,7 +78,7 @@ class LimitSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 class GenerationSettings(msgspec.Struct, frozen=True, kw_only=True):
     context_budget_chars: int = 24_000
-    max_answer_chars: int = 200_000
+    max_answer_chars: int = 1_000_000
     provider_connect_timeout_s: float = 5.0
     provider_read_timeout_s: float = 60.0
     # A generating instance renews its lease every third of this; a lapsed lease is swept.
@@ -218,7 +218,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ),
             generation=GenerationSettings(
                 context_budget_chars=env.get("CHATRT_CONTEXT_BUDGET_CHARS", _positive_int, 24_000),
-                max_answer_chars=env.get("CHATRT_MAX_ANSWER_CHARS", _positive_int, 200_000),
+                max_answer_chars=env.get("CHATRT_MAX_ANSWER_CHARS", _positive_int, 1_000_000),
                 provider_connect_timeout_s=env.get(
                     "CHATRT_PROVIDER_CONNECT_TIMEOUT_S", _positive_float, 5.0
                 ),

@@ -86,6 +86,7 @@ async def test_a_stopped_reader_is_closed_slows_no_one_and_resumes_whole(
         "CHATRT_PROVIDERS": providers_env(fake, "primary"),
         "CHATRT_WS_SEND_QUEUE_FRAMES": str(QUEUE_FRAMES),
         "CHATRT_WS_SEND_TIMEOUT_S": str(SEND_TIMEOUT_S),
+        "CHATRT_MAX_ANSWER_CHARS": str(2 * len("".join(TOKENS))),
     }
     fake.script("primary", Script(tokens=TOKENS, delay_s=TOKEN_DELAY_S))
     with _close_codes() as codes:

@@ -19,7 +19,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 @pytest.fixture
 async def small_queue(backend: Backend, fake: FakeOpenAI) -> AsyncIterator[Live]:
-    env = {"CHATRT_PROVIDERS": providers_env(fake, "primary"), "CHATRT_WS_SEND_QUEUE_FRAMES": "16"}
+    env = {
+        "CHATRT_PROVIDERS": providers_env(fake, "primary"),
+        "CHATRT_WS_SEND_QUEUE_FRAMES": "16",
+        "CHATRT_MAX_ANSWER_CHARS": "10000000",  # the flood below is 10 MB
+    }
     async for running in start_live(backend, **env):
         yield running
 
@@ -39,22 +43,25 @@ async def test_a_stalled_reader_is_closed_and_a_healthy_one_is_not_slowed(
         alice = await small_queue.user()
         conversation = await alice.create_conversation(title="flood")
         stalled = await StalledClient.connect(small_queue.url, alice.session)
-        await stalled.send({"type": "subscribe", "conversation_id": conversation["id"]})
-        healthy = await small_queue.ws(alice)
-        await healthy.send({"type": "subscribe", "conversation_id": conversation["id"]})
-        await healthy.recv()
-        sent = await alice.send(conversation["id"], "flood me")
-        message_id = sent.json()["assistant_message"]["id"]
-        await healthy.recv_until(done_of(message_id), within_s=60)
-        assert healthy.frames[-1]["message"]["status"] == "complete"
-        assert len(healthy.frames[-1]["message"]["content"]) == 10_000_000
+        try:
+            await stalled.send({"type": "subscribe", "conversation_id": conversation["id"]})
+            healthy = await small_queue.ws(alice)
+            await healthy.send({"type": "subscribe", "conversation_id": conversation["id"]})
+            await healthy.recv()
+            sent = await alice.send(conversation["id"], "flood me")
+            message_id = sent.json()["assistant_message"]["id"]
+            await healthy.recv_until(done_of(message_id), within_s=60)
+            assert healthy.frames[-1]["message"]["status"] == "complete"
+            assert len(healthy.frames[-1]["message"]["content"]) == 10_000_000
 
-        async def closed_slow() -> bool:
-            return any(getattr(r, "close_code", None) == 4408 for r in closes)
+            async def closed_slow() -> bool:
+                return any(getattr(r, "close_code", None) == 4408 for r in closes)
 
-        await wait_until(closed_slow, within_s=30)
-        assert [getattr(r, "close_code", None) for r in closes] == [4408]
-        await stalled.aclose()
+            await wait_until(closed_slow, within_s=30)
+            assert [getattr(r, "close_code", None) for r in closes] == [4408]
+        finally:
+            # Also when an assertion failed: an open socket would warn in a later test.
+            await stalled.aclose()
     finally:
         logger.removeHandler(handler)
         logger.setLevel(logging.NOTSET)
