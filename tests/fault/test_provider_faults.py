@@ -156,6 +156,18 @@ FAULTS: dict[str, Fault] = {
     "runaway_answer": Fault(
         RUNAWAY, "failed", "answer_too_long", "".join(RUNAWAY.token_list())[:MAX_ANSWER_CHARS]
     ),
+    # SSE lines may end in CRLF or a bare CR as well as LF.
+    "crlf_and_cr_line_ends": Fault(
+        _raw(
+            _tokens("a").replace(b"\n", b"\r\n")
+            + _tokens("b").replace(b"\n", b"\r")
+            + _tokens("c")
+            + DONE.replace(b"\n", b"\r\n")
+        ),
+        "complete",
+        None,
+        "abc",
+    ),
     # Valid JSON and Unicode, but PostgreSQL text cannot hold NUL: dropped where it enters.
     "nul_character": Fault(_raw(_tokens("a\x00", "b") + DONE), "complete", None, "ab"),
 }
