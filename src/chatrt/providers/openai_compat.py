@@ -70,7 +70,8 @@ async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     pieces: list[bytes] = []
     size = 0
     async for chunk in chunks:
-        *ended, rest = _EOL.split(chunk)
+        # Most servers end lines in LF only; bytes.split is several times faster than the regex.
+        *ended, rest = _EOL.split(chunk) if b"\r" in chunk else chunk.split(b"\n")
         for end in ended:
             pieces.append(end)
             yield b"".join(pieces)
