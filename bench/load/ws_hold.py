@@ -36,15 +36,20 @@ async def stdin_line() -> str:
     return (await reader.readline()).decode().strip()
 
 
+async def register(client: httpx.AsyncClient) -> None:
+    """Sign up a new user; ``client`` keeps its session and CSRF cookies."""
+    response = await client.post(
+        "/api/auth/register",
+        json={"email": f"hold-{uuid.uuid4().hex[:12]}@example.com", "password": PASSWORD,
+              "display_name": "bench"},
+    )  # fmt: skip
+    response.raise_for_status()
+
+
 async def sign_up(url: str) -> str:
     """A new user's ``session=...`` cookie."""
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-        response = await client.post(
-            "/api/auth/register",
-            json={"email": f"hold-{uuid.uuid4().hex[:12]}@example.com", "password": PASSWORD,
-                  "display_name": "bench"},
-        )  # fmt: skip
-        response.raise_for_status()
+        await register(client)
         return f"session={client.cookies.get('session')}"
 
 
@@ -139,12 +144,7 @@ async def streams(args: argparse.Namespace) -> dict[str, object]:
     users = []
     for first in range(0, args.streams, per_user):
         client = httpx.AsyncClient(base_url=args.url, timeout=120)
-        response = await client.post(
-            "/api/auth/register",
-            json={"email": f"hold-{uuid.uuid4().hex[:12]}@example.com", "password": PASSWORD,
-                  "display_name": "bench"},
-        )  # fmt: skip
-        response.raise_for_status()
+        await register(client)
         headers = {"x-csrftoken": client.cookies.get("csrftoken") or ""}
         count = min(per_user, args.streams - first)
 

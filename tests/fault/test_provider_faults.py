@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
-from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +22,7 @@ import pytest
 
 from chatrt.providers.openai_compat import MAX_LINE_BYTES
 from tests.conftest import Backend
-from tests.realtime.conftest import Live, providers_env, start_live
+from tests.realtime.conftest import Live, providers_env, serving
 from tests.support.client import Client
 from tests.support.evidence import Evidence
 from tests.support.fake_openai import FakeOpenAI, Script
@@ -173,15 +171,6 @@ FAULTS: dict[str, Fault] = {
 }
 
 
-@asynccontextmanager
-async def _serving(backend: Backend, **env: str) -> AsyncIterator[Live]:
-    """``start_live`` that shuts down at once, also when the test fails inside it."""
-    async with aclosing(start_live(backend, **env)) as running:
-        async for live in running:
-            yield live
-            return
-
-
 async def _answer(
     alice: Client, ws: WsClient, conversation_id: str
 ) -> tuple[dict[str, Any], float]:
@@ -228,7 +217,7 @@ async def test_a_faulty_provider_ends_each_answer_in_a_defined_state(
         "CHATRT_PROVIDER_READ_TIMEOUT_S": str(READ_TIMEOUT_S),
         "CHATRT_MAX_ANSWER_CHARS": str(MAX_ANSWER_CHARS),
     }
-    async with _serving(backend, **env) as live:
+    async with serving(backend, **env) as live:
         alice = await live.user()
         for case, fault in FAULTS.items():
             try:

@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import aclosing, asynccontextmanager, contextmanager
 from typing import Any
 
 import pytest
 
 from tests.conftest import Backend
-from tests.realtime.conftest import Live, providers_env, start_live
+from tests.realtime.conftest import providers_env, serving
 from tests.support.evidence import Evidence
 from tests.support.fake_openai import FakeOpenAI, Script
+from tests.support.logs import close_codes, log_records
 from tests.support.raw_ws import Closed, StalledClient
 from tests.support.wait import wait_until
 from tests.support.ws import WsClient, deltas_of, done_of
@@ -41,32 +39,6 @@ TOKENS = [f"[{i:04d}]" + "y" * 994 for i in range(1000)]
 TOKEN_DELAY_S = 0.005
 PAUSE_AFTER_SEQ = 3
 MAX_GAP_S = 1.0
-
-
-@asynccontextmanager
-async def _serving(backend: Backend, **env: str) -> AsyncIterator[Live]:
-    """``start_live`` that shuts down at once, also when the test fails inside it."""
-    async with aclosing(start_live(backend, **env)) as running:
-        async for live in running:
-            yield live
-            return
-
-
-@contextmanager
-def _close_codes() -> Iterator[list[int]]:
-    """Close codes chatrt logs as it closes sockets (``closing websocket``)."""
-    codes: list[int] = []
-    handler = logging.Handler()
-    handler.emit = lambda r: codes.append(getattr(r, "close_code", 0))  # type: ignore[method-assign]
-    logger = logging.getLogger("chatrt.ws")
-    logger.addHandler(handler)
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    try:
-        yield codes
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 async def _read_timed(ws: WsClient, message_id: str, arrivals: list[float]) -> None:
@@ -89,8 +61,8 @@ async def test_a_stopped_reader_is_closed_slows_no_one_and_resumes_whole(
         "CHATRT_MAX_ANSWER_CHARS": str(2 * len("".join(TOKENS))),
     }
     fake.script("primary", Script(tokens=TOKENS, delay_s=TOKEN_DELAY_S))
-    with _close_codes() as codes:
-        async with _serving(backend, **env) as live:
+    with log_records("chatrt.ws") as records:
+        async with serving(backend, **env) as live:
             alice = await live.user()
             conversation = await alice.create_conversation(title="slow reader")
             conversation_id = conversation["id"]
@@ -114,7 +86,7 @@ async def test_a_stopped_reader_is_closed_slows_no_one_and_resumes_whole(
                 stuck_at = time.monotonic()
 
                 async def closed_slow() -> bool:
-                    return 4408 in codes
+                    return 4408 in close_codes(records)
 
                 await wait_until(closed_slow, within_s=30)
                 closed_at = time.monotonic()
@@ -141,7 +113,7 @@ async def test_a_stopped_reader_is_closed_slows_no_one_and_resumes_whole(
     stored = history[0]["content"]
     assert history[0]["status"] == "complete"
     assert stored == "".join(TOKENS)
-    assert codes == [4408], "only the stopped reader is closed, with 4408"
+    assert close_codes(records) == [4408], "only the stopped reader is closed, with 4408"
     assert close_code == 4408, "the client reads the close frame behind what was buffered"
 
     resumed = deltas_of(back.frames, message_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 
 import httpx
@@ -85,6 +86,15 @@ async def start_live(backend: Backend, **env: str) -> AsyncIterator[Live]:
                 await socket.close()
             for http in live.clients:
                 await http.aclose()
+
+
+@asynccontextmanager
+async def serving(backend: Backend, **env: str) -> AsyncIterator[Live]:
+    """``start_live`` that shuts down at once, also when the test fails inside it."""
+    async with aclosing(start_live(backend, **env)) as running:
+        async for live in running:
+            yield live
+            return
 
 
 @pytest.fixture

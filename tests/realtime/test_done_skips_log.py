@@ -54,17 +54,14 @@ async def test_a_done_after_every_delta_reads_no_log() -> None:
     assert bus.log_reads == 0
 
 
-async def test_a_done_ahead_of_what_was_sent_backfills_first() -> None:
+@pytest.mark.parametrize(
+    "done_seq", [pytest.param(3, id="ahead of what was sent"), pytest.param(0, id="no seq")]
+)
+async def test_a_done_a_consumer_may_lack_deltas_for_checks_the_log(done_seq: int) -> None:
+    """Ahead of what was sent, the done is backfilled first; without a seq (0, an older
+    publisher) the log is still checked."""
     bus, delivery, sent, message_id, channel = await _setup()
     await delivery.on_event(Event(channel, pack(DELTA, b"d1", message_id, 1)))
-    await delivery.on_event(Event(channel, pack(DONE, b"done", message_id, 3)))
-    assert sent == [b"d1", b"d2", b"d3", b"done"]
-    assert bus.log_reads == 1
-
-
-async def test_a_done_without_a_seq_still_checks_the_log() -> None:
-    bus, delivery, sent, message_id, channel = await _setup()
-    await delivery.on_event(Event(channel, pack(DELTA, b"d1", message_id, 1)))
-    await delivery.on_event(Event(channel, pack(DONE, b"done", message_id)))
+    await delivery.on_event(Event(channel, pack(DONE, b"done", message_id, done_seq)))
     assert sent == [b"d1", b"d2", b"d3", b"done"]
     assert bus.log_reads == 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from tests.conftest import Backend
 from tests.realtime.conftest import Live, providers_env, start_live
 from tests.support.fake_openai import FakeOpenAI, Script
+from tests.support.logs import close_codes, log_records
 from tests.support.raw_ws import StalledClient
 from tests.support.wait import wait_until
 from tests.support.ws import done_of
@@ -31,13 +31,7 @@ async def small_queue(backend: Backend, fake: FakeOpenAI) -> AsyncIterator[Live]
 async def test_a_stalled_reader_is_closed_and_a_healthy_one_is_not_slowed(
     small_queue: Live, fake: FakeOpenAI
 ) -> None:
-    closes: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = closes.append  # type: ignore[method-assign]
-    logger = logging.getLogger("chatrt.ws")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with log_records("chatrt.ws") as closes:
         # 10 MB of deltas: more than the kernel's socket buffers absorb on loopback.
         fake.script("primary", Script(tokens=["x" * 2000] * 5000))
         alice = await small_queue.user()
@@ -55,13 +49,10 @@ async def test_a_stalled_reader_is_closed_and_a_healthy_one_is_not_slowed(
             assert len(healthy.frames[-1]["message"]["content"]) == 10_000_000
 
             async def closed_slow() -> bool:
-                return any(getattr(r, "close_code", None) == 4408 for r in closes)
+                return 4408 in close_codes(closes)
 
             await wait_until(closed_slow, within_s=30)
-            assert [getattr(r, "close_code", None) for r in closes] == [4408]
+            assert close_codes(closes) == [4408]
         finally:
             # Also when an assertion failed: an open socket would warn in a later test.
             await stalled.aclose()
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(logging.NOTSET)
